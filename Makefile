@@ -1,0 +1,74 @@
+# nxdata — set-up, tests, demo, benchmarks and the migration workflow.
+# `make demo` and `make test` work on a fresh machine with only Python 3.11+: they create .venv,
+# install nxdata with its dev extras and, unless NXDATA_DATABASE_URL / DATABASE_URL is set, start
+# an embedded PostgreSQL.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NXDATA := $(BIN)/nxdata
+
+.PHONY: install test test-embedded lint format demo bench bench-quick typecheck \
+	db-generate db-generate-all db-migrate db-migrate-all db-check db-status clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## test: the whole suite (configured server, else embedded PostgreSQL)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+## test-embedded: the whole suite on the embedded PostgreSQL, whatever the environment says
+test-embedded: $(STAMP)
+	env -u NXDATA_DATABASE_URL -u DATABASE_URL $(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## demo: migrate the reference schema, seed it and show repositories at work
+demo: $(STAMP)
+	$(BIN)/python -m schema.demo
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
+
+# The migration workflow of the original design (schema=<name>).
+db-generate: $(STAMP)
+	@test -n "$(schema)" || (echo "usage: make db-generate schema=<name>" >&2; exit 2)
+	$(NXDATA) diff --schema $(schema) $(if $(name),--name $(name))
+
+db-generate-all: $(STAMP)
+	$(NXDATA) diff --all $(if $(name),--name $(name))
+
+db-migrate: $(STAMP)
+	@test -n "$(schema)" || (echo "usage: make db-migrate schema=<name>" >&2; exit 2)
+	$(NXDATA) migrate --schema $(schema)
+
+db-migrate-all: $(STAMP)
+	$(NXDATA) migrate --all
+
+db-check: $(STAMP)
+	$(NXDATA) check --all
+
+db-status: $(STAMP)
+	$(NXDATA) status
+
+clean:
+	rm -rf $(VENV) .nxdata .pytest_cache .ruff_cache .hypothesis

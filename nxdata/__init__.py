@@ -1,0 +1,64 @@
+"""nxdata: a small, fast, ORM-less PostgreSQL data-access library.
+
+Tables are msgspec Structs; filters compile to parameterized SQL; migrations come from a diff.
+"""
+
+from __future__ import annotations
+
+from .columns import (
+    BigInt,
+    Citext,
+    Column,
+    CommonColumns,
+    Money,
+    Real,
+    SmallInt,
+    common_columns,
+    compose,
+    id_columns,
+    new_id,
+    new_uuid7,
+    timestamp_columns,
+    value_columns,
+)
+from .database import Database
+from .database_async import AsyncDatabase
+from .ddl import create_sql, create_statements
+from .embedded import EmbeddedPostgres
+from .errors import NxdataError, ValidationError
+from .table import Check, ForeignKey, Index, Schema, Table, Unique, live_unique, table_of
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncDatabase",
+    "BigInt",
+    "Check",
+    "Citext",
+    "Column",
+    "CommonColumns",
+    "Database",
+    "EmbeddedPostgres",
+    "ForeignKey",
+    "Index",
+    "Money",
+    "NxdataError",
+    "Real",
+    "Schema",
+    "SmallInt",
+    "Table",
+    "Unique",
+    "ValidationError",
+    "__version__",
+    "common_columns",
+    "compose",
+    "create_sql",
+    "create_statements",
+    "id_columns",
+    "live_unique",
+    "new_id",
+    "new_uuid7",
+    "table_of",
+    "timestamp_columns",
+    "value_columns",
+]

@@ -1,0 +1,95 @@
+"""What the sync and async databases share: options, connection arguments, error translation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from .config import database_url, redact, validate_url
+from .errors import ConfigurationError, ConnectionFailed, PoolTimeout, map_database_error
+from .jsonb import adapters
+
+__all__ = ["PoolOptions", "connection_failed", "pool_timeout", "resolve_url"]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    """Pool and session settings shared by `Database` and `AsyncDatabase`.
+
+    ``timeout``: seconds to wait for a free pooled connection before `PoolTimeout`;
+    ``connect_timeout``: seconds to wait for the server when connecting;
+    ``statement_timeout``: seconds before the server cancels a statement (None: server default);
+    ``pgbouncer``: no server-side prepared statements and no startup options, so a transaction-
+    pooling PgBouncer can sit between; ``prepare_threshold``: executions of one query before
+    psycopg prepares it on the server (ignored in pgbouncer mode).
+    """
+
+    min_size: int = 1
+    max_size: int = 10
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    statement_timeout: float | None = None
+    pgbouncer: bool = False
+    prepare_threshold: int | None = 5
+    application_name: str = "nxdata"
+    max_idle: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.min_size < 0 or self.max_size < 1 or self.min_size > self.max_size:
+            raise ConfigurationError(
+                f"pool sizes must satisfy 0 <= min_size <= max_size >= 1 "
+                f"(got min_size={self.min_size}, max_size={self.max_size})"
+            )
+        if self.timeout <= 0:
+            raise ConfigurationError(f"pool timeout must be positive, got {self.timeout}")
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect`` (also given to the pool)."""
+        kwargs: dict[str, Any] = {
+            "context": adapters(),
+            "connect_timeout": max(1, round(self.connect_timeout)),
+            "application_name": self.application_name,
+            "prepare_threshold": None if self.pgbouncer else self.prepare_threshold,
+        }
+        if self.statement_timeout is not None and not self.pgbouncer:
+            kwargs["options"] = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        return kwargs
+
+    def session_setup(self) -> str | None:
+        """SQL run on each new connection (pgbouncer mode cannot pass startup options)."""
+        if self.statement_timeout is not None and self.pgbouncer:
+            return f"SET statement_timeout = {int(self.statement_timeout * 1000)}"
+        return None
+
+
+def resolve_url(url: str | None) -> str:
+    """The explicit URL or the one from the environment; `ConfigurationError` if neither."""
+    found = database_url(url)
+    if found is None:
+        raise ConfigurationError(
+            "no database URL: pass one, set NXDATA_DATABASE_URL (or DATABASE_URL), "
+            "or use Database.embedded()"
+        )
+    return validate_url(found)
+
+
+def connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
+    """A `ConnectionFailed` naming the (redacted) URL and the server's reason."""
+    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return ConnectionFailed(f"cannot connect to {redact(url)}: {reason}", original=exc)
+
+
+def pool_timeout(name: str, options: PoolOptions, exc: BaseException) -> PoolTimeout:
+    """A `PoolTimeout` that says how long it waited and how big the pool is."""
+    return PoolTimeout(
+        f"no free connection in pool {name!r} after {options.timeout:g} s "
+        f"(all {options.max_size} in use): raise max_size or hold connections for less time",
+        original=exc,
+    )
+
+
+def database_error(exc: psycopg.Error) -> Exception:
+    """The nxdata error for a psycopg error."""
+    return map_database_error(exc)

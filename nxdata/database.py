@@ -1,0 +1,172 @@
+"""`Database`: a psycopg connection pool with nxdata's settings (sync)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from ._connect import PoolOptions, connection_failed, pool_timeout, resolve_url
+from .config import database_url, redact
+from .embedded import EmbeddedPostgres
+from .errors import map_database_error
+
+__all__ = ["Database"]
+
+
+class Database:
+    """A pool of connections to one PostgreSQL database.
+
+    >>> with Database("postgresql://postgres@127.0.0.1/app", max_size=20) as db:
+    ...     with db.connection() as conn:
+    ...         conn.execute("select 1").fetchone()
+
+    ``url`` defaults to ``NXDATA_DATABASE_URL`` / ``DATABASE_URL``. Options: see `PoolOptions`.
+    The pool opens on ``open()`` or on entering the ``with`` block; it checks the server first, so
+    a wrong URL fails at once with `ConnectionFailed` instead of on the first query.
+    """
+
+    def __init__(self, url: str | None = None, *, name: str = "nxdata", **options: Any) -> None:
+        self.url = resolve_url(url)
+        self.name = name
+        self.options = PoolOptions(**options)
+        self._pool: psycopg_pool.ConnectionPool[Any] | None = None
+        self._embedded: EmbeddedPostgres | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return f"Database({redact(self.url)!r}, {state})"
+
+    @classmethod
+    def embedded(
+        cls, data_dir: str | Path | None = None, *, temporary: bool = False, **options: Any
+    ) -> Database:
+        """A database on an embedded PostgreSQL started now and stopped by `close`."""
+        server = EmbeddedPostgres(data_dir, temporary=temporary)
+        db = cls(server.start(), **options)
+        db._embedded = server
+        return db
+
+    @classmethod
+    def from_env(cls, **options: Any) -> Database:
+        """The database named by the environment, or an embedded one when none is set."""
+        if database_url() is None:
+            return cls.embedded(**options)
+        return cls(**options)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def open(self) -> Database:
+        """Check the server is reachable and open the pool (idempotent)."""
+        if self._pool is not None:
+            return self
+        kwargs = self.options.connect_kwargs()
+        try:
+            psycopg.connect(self.url, **kwargs).close()
+        except psycopg.Error as exc:
+            raise connection_failed(self.url, exc) from exc
+        setup = self.options.session_setup()
+        pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+            self.url,
+            min_size=self.options.min_size,
+            max_size=self.options.max_size,
+            timeout=self.options.timeout,
+            max_idle=self.options.max_idle,
+            kwargs=kwargs,
+            name=self.name,
+            open=False,
+            configure=(lambda conn: _run_setup(conn, setup)) if setup else None,
+        )
+        try:
+            pool.open(wait=True, timeout=self.options.connect_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            pool.close()
+            raise connection_failed(self.url, exc) from exc
+        self._pool = pool
+        return self
+
+    def close(self) -> None:
+        """Close the pool (waiting for connections in use) and stop an embedded server."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
+        if self._embedded is not None:
+            self._embedded.stop()
+
+    def __enter__(self) -> Database:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def pool(self) -> psycopg_pool.ConnectionPool[Any]:
+        """The underlying psycopg pool (opened on first use)."""
+        if self._pool is None:
+            self.open()
+        assert self._pool is not None
+        return self._pool
+
+    # -- connections -----------------------------------------------------------------------------
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a connection: committed when the block ends, rolled back if it raises.
+
+        Raises `PoolTimeout` when none becomes free within the pool timeout.
+        """
+        pool = self.pool
+        try:
+            conn_cm = pool.connection()
+            conn = conn_cm.__enter__()
+        except psycopg_pool.PoolTimeout as exc:
+            raise pool_timeout(self.name, self.options, exc) from exc
+        except psycopg.OperationalError as exc:
+            raise connection_failed(self.url, exc) from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            conn_cm.__exit__(None, None, None)
+
+    def execute(self, query: Any, params: Any = None) -> int:
+        """Run one statement in its own transaction; returns the affected row count."""
+        with self.connection() as conn:
+            try:
+                return conn.execute(query, params).rowcount
+            except psycopg.Error as exc:
+                raise map_database_error(exc) from exc
+
+    def fetch_all(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run a query and return all rows as tuples."""
+        with self.connection() as conn:
+            try:
+                return conn.execute(query, params).fetchall()
+            except psycopg.Error as exc:
+                raise map_database_error(exc) from exc
+
+    def fetch_value(self, query: Any, params: Any = None) -> Any:
+        """Run a query and return the first column of the first row (None if no row)."""
+        with self.connection() as conn:
+            try:
+                row = conn.execute(query, params).fetchone()
+            except psycopg.Error as exc:
+                raise map_database_error(exc) from exc
+        return None if row is None else row[0]
+
+
+def _run_setup(conn: psycopg.Connection[Any], sql: str) -> None:
+    conn.execute(sql)
+    conn.commit()

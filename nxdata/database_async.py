@@ -1,0 +1,164 @@
+"""`AsyncDatabase`: a psycopg async connection pool with nxdata's settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg
+import psycopg_pool
+
+from ._connect import PoolOptions, connection_failed, pool_timeout, resolve_url
+from .config import database_url, redact
+from .embedded import EmbeddedPostgres
+from .errors import map_database_error
+
+__all__ = ["AsyncDatabase"]
+
+
+class AsyncDatabase:
+    """The asyncio twin of `Database`: same options, same errors, ``await``-able methods.
+
+    >>> async with AsyncDatabase(url, max_size=20) as db:
+    ...     async with db.connection() as conn:
+    ...         await conn.execute("select 1")
+    """
+
+    def __init__(self, url: str | None = None, *, name: str = "nxdata-async", **options: Any):
+        self.url = resolve_url(url)
+        self.name = name
+        self.options = PoolOptions(**options)
+        self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
+        self._embedded: EmbeddedPostgres | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return f"AsyncDatabase({redact(self.url)!r}, {state})"
+
+    @classmethod
+    def embedded(
+        cls, data_dir: str | Path | None = None, *, temporary: bool = False, **options: Any
+    ) -> AsyncDatabase:
+        """A database on an embedded PostgreSQL started now and stopped by `close`."""
+        server = EmbeddedPostgres(data_dir, temporary=temporary)
+        db = cls(server.start(), **options)
+        db._embedded = server
+        return db
+
+    @classmethod
+    def from_env(cls, **options: Any) -> AsyncDatabase:
+        """The database named by the environment, or an embedded one when none is set."""
+        if database_url() is None:
+            return cls.embedded(**options)
+        return cls(**options)
+
+    async def open(self) -> AsyncDatabase:
+        """Check the server is reachable and open the pool (idempotent)."""
+        if self._pool is not None:
+            return self
+        kwargs = self.options.connect_kwargs()
+        try:
+            await (await psycopg.AsyncConnection.connect(self.url, **kwargs)).close()
+        except psycopg.Error as exc:
+            raise connection_failed(self.url, exc) from exc
+        setup = self.options.session_setup()
+
+        async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+            if setup:
+                await conn.execute(setup)
+                await conn.commit()
+
+        pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
+            self.url,
+            min_size=self.options.min_size,
+            max_size=self.options.max_size,
+            timeout=self.options.timeout,
+            max_idle=self.options.max_idle,
+            kwargs=kwargs,
+            name=self.name,
+            open=False,
+            configure=configure if setup else None,
+        )
+        try:
+            await pool.open(wait=True, timeout=self.options.connect_timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            await pool.close()
+            raise connection_failed(self.url, exc) from exc
+        self._pool = pool
+        return self
+
+    async def close(self) -> None:
+        """Close the pool (waiting for connections in use) and stop an embedded server."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+        if self._embedded is not None:
+            self._embedded.stop()
+
+    async def __aenter__(self) -> AsyncDatabase:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def get_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
+        """The underlying psycopg pool (opened on first use)."""
+        if self._pool is None:
+            await self.open()
+        assert self._pool is not None
+        return self._pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Borrow a connection: committed when the block ends, rolled back if it raises.
+
+        Raises `PoolTimeout` when none becomes free within the pool timeout.
+        """
+        pool = await self.get_pool()
+        try:
+            conn_cm = pool.connection()
+            conn = await conn_cm.__aenter__()
+        except psycopg_pool.PoolTimeout as exc:
+            raise pool_timeout(self.name, self.options, exc) from exc
+        except psycopg.OperationalError as exc:
+            raise connection_failed(self.url, exc) from exc
+        try:
+            yield conn
+        except BaseException as exc:
+            await conn_cm.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        else:
+            await conn_cm.__aexit__(None, None, None)
+
+    async def execute(self, query: Any, params: Any = None) -> int:
+        """Run one statement in its own transaction; returns the affected row count."""
+        async with self.connection() as conn:
+            try:
+                return (await conn.execute(query, params)).rowcount
+            except psycopg.Error as exc:
+                raise map_database_error(exc) from exc
+
+    async def fetch_all(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run a query and return all rows as tuples."""
+        async with self.connection() as conn:
+            try:
+                return await (await conn.execute(query, params)).fetchall()
+            except psycopg.Error as exc:
+                raise map_database_error(exc) from exc
+
+    async def fetch_value(self, query: Any, params: Any = None) -> Any:
+        """Run a query and return the first column of the first row (None if no row)."""
+        async with self.connection() as conn:
+            try:
+                row = await (await conn.execute(query, params)).fetchone()
+            except psycopg.Error as exc:
+                raise map_database_error(exc) from exc
+        return None if row is None else row[0]

@@ -1,0 +1,152 @@
+"""DDL from declarations: CREATE EXTENSION / SCHEMA / TABLE / INDEX, dependency-ordered.
+
+``create_statements(schemas)`` gives the statements that build a fresh database from the
+declarations alone; the output is deterministic (same declarations → same text), tables come after
+the tables their foreign keys point to, and foreign keys inside a cycle are added at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .table import Schema, Table, _quote
+
+__all__ = ["create_sql", "create_statements", "order_tables", "table_statements"]
+
+
+def _tables(items: Iterable[Schema | Table[Any]]) -> list[Table[Any]]:
+    out: dict[str, Table[Any]] = {}
+    for item in items:
+        for table in item.tables.values() if isinstance(item, Schema) else [item]:
+            out[table.qualified_name] = table
+    return [out[name] for name in sorted(out)]
+
+
+def order_tables(tables: Iterable[Table[Any]]) -> tuple[list[Table[Any]], set[tuple[str, str]]]:
+    """Tables sorted so FK targets come first; also the (table, fk name) pairs left for ALTER
+    because they close a cycle."""
+    pending = {t.qualified_name: t for t in tables}
+    placed: list[Table[Any]] = []
+    placed_names: set[str] = set()
+    deferred: set[tuple[str, str]] = set()
+
+    def deps(table: Table[Any]) -> set[str]:
+        return {
+            fk.target.qualified_name
+            for fk in table.foreign_keys
+            if fk.target.qualified_name != table.qualified_name
+            and fk.target.qualified_name in pending
+            and (table.qualified_name, fk.name) not in deferred
+        }
+
+    while pending:
+        ready = sorted(n for n, t in pending.items() if deps(t) <= placed_names)
+        if not ready:
+            # A cycle: defer the foreign keys of the alphabetically first waiting table.
+            name = sorted(pending)[0]
+            for fk in pending[name].foreign_keys:
+                if fk.target.qualified_name not in placed_names:
+                    deferred.add((name, fk.name))
+            continue
+        for name in ready:
+            placed.append(pending.pop(name))
+            placed_names.add(name)
+    return placed, deferred
+
+
+def _column_sql(table: Table[Any]) -> list[str]:
+    lines = []
+    for c in table.columns:
+        parts = [_quote(c.name), c.sql_type]
+        if c.identity:
+            parts.append(f"GENERATED {c.identity.upper()} AS IDENTITY")
+        if not c.nullable:
+            parts.append("NOT NULL")
+        if c.server_default is not None and not c.identity:
+            parts.append(f"DEFAULT {c.server_default}")
+        lines.append(" ".join(parts))
+    return lines
+
+
+def _columns(cols: Iterable[str]) -> str:
+    return ", ".join(_quote(c) for c in cols)
+
+
+def _fk_sql(fk: Any) -> str:
+    sql = (
+        f"CONSTRAINT {_quote(fk.name)} FOREIGN KEY ({_columns(fk.columns)}) "
+        f"REFERENCES {fk.target.sql_name} ({_columns(fk.ref_columns)})"
+    )
+    if fk.on_delete != "no action":
+        sql += f" ON DELETE {fk.on_delete.upper()}"
+    if fk.on_update != "no action":
+        sql += f" ON UPDATE {fk.on_update.upper()}"
+    return sql
+
+
+def table_statements(
+    table: Table[Any],
+    *,
+    deferred: set[tuple[str, str]] = frozenset(),  # type: ignore[assignment]
+) -> tuple[list[str], list[str]]:
+    """(CREATE TABLE + CREATE INDEX statements, ALTER TABLE statements for deferred FKs)."""
+    body = _column_sql(table)
+    if table.primary_key:
+        body.append(
+            f"CONSTRAINT {_quote('PK_' + table.name)} PRIMARY KEY ({_columns(table.primary_key)})"
+        )
+    for unique in table.uniques:
+        nnd = " NULLS NOT DISTINCT" if unique.nulls_not_distinct else ""
+        body.append(
+            f"CONSTRAINT {_quote(unique.name or '')} UNIQUE{nnd} ({_columns(unique.columns)})"
+        )
+    for check in table.checks:
+        body.append(f"CONSTRAINT {_quote(check.name or '')} CHECK ({check.expression})")
+    later = []
+    for fk in table.foreign_keys:
+        if (table.qualified_name, fk.name) in deferred:
+            later.append(f"ALTER TABLE {table.sql_name} ADD {_fk_sql(fk)}")
+        else:
+            body.append(_fk_sql(fk))
+    statements = [f"CREATE TABLE {table.sql_name} (\n    " + ",\n    ".join(body) + "\n)"]
+    if table.comment:
+        statements.append(
+            f"COMMENT ON TABLE {table.sql_name} IS '" + table.comment.replace("'", "''") + "'"
+        )
+    for index in table.indexes:
+        unique = "UNIQUE " if index.unique else ""
+        using = f" USING {index.method}" if index.method else ""
+        where = f" WHERE {index.where}" if index.where else ""
+        statements.append(
+            f"CREATE {unique}INDEX {_quote(index.name or '')} ON {table.sql_name}{using} "
+            f"({_columns(index.columns)}){where}"
+        )
+    return statements, later
+
+
+def create_statements(items: Iterable[Schema | Table[Any]]) -> list[str]:
+    """Every statement needed to build the given schemas/tables in an empty database."""
+    items = list(items)
+    tables = _tables(items)
+    schemas = sorted(
+        {t.schema.name for t in tables} | {s.name for s in items if isinstance(s, Schema)}
+    )
+    extensions = sorted(
+        {ext for t in tables for ext in t.schema.extensions}
+        | {ext for s in items if isinstance(s, Schema) for ext in s.extensions}
+    )
+    statements = [f"CREATE EXTENSION IF NOT EXISTS {_quote(ext)}" for ext in extensions]
+    statements += [f"CREATE SCHEMA IF NOT EXISTS {_quote(s)}" for s in schemas if s != "public"]
+    ordered, deferred = order_tables(tables)
+    alters: list[str] = []
+    for table in ordered:
+        created, later = table_statements(table, deferred=deferred)
+        statements += created
+        alters += later
+    return statements + alters
+
+
+def create_sql(items: Iterable[Schema | Table[Any]]) -> str:
+    """`create_statements` as one SQL script."""
+    return "".join(s + ";\n\n" for s in create_statements(items))

@@ -1,0 +1,285 @@
+"""The nxdata error hierarchy: every error nxdata raises derives from `NxdataError`.
+
+NxdataError
+├── ConfigurationError          bad URL, missing module, missing folder, missing extra
+├── DeclarationError            a table declaration that cannot be turned into SQL
+├── ValidationError             untrusted data that does not fit a table's insert/update type
+│   └── FilterError             a filter that does not fit the table it is applied to
+├── TransactionError            a finished transaction used again, a lock outside a transaction
+├── NotFoundError               a row that was required is not there
+├── EmbeddedServerError         the embedded PostgreSQL could not be started
+├── MigrationError              diff / migrate / check failures
+│   ├── UnsafeMigrationError    destructive statements without --unsafe
+│   └── TamperedMigrationError  an applied migration file was changed afterwards
+└── DatabaseError               anything PostgreSQL or the driver reported (keeps `.original`)
+    ├── ConnectionFailed        the server cannot be reached or refused the connection
+    ├── PoolTimeout             no connection became free in time
+    ├── QueryCanceled           statement_timeout or cancellation
+    ├── LockNotAvailable        NOWAIT lock or lock_timeout
+    ├── IntegrityError
+    │   ├── UniqueViolation     (alias: ConflictError)
+    │   ├── ForeignKeyViolation
+    │   ├── NotNullViolation
+    │   └── CheckViolation
+    └── TransientError          safe to retry the whole transaction
+        ├── SerializationFailure
+        └── DeadlockDetected
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CheckViolation",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectionFailed",
+    "DatabaseError",
+    "DeadlockDetected",
+    "DeclarationError",
+    "EmbeddedServerError",
+    "FilterError",
+    "ForeignKeyViolation",
+    "IntegrityError",
+    "LockNotAvailable",
+    "MigrationError",
+    "NotFoundError",
+    "NotNullViolation",
+    "NxdataError",
+    "PoolTimeout",
+    "QueryCanceled",
+    "SerializationFailure",
+    "TamperedMigrationError",
+    "TransactionError",
+    "TransientError",
+    "UniqueViolation",
+    "UnsafeMigrationError",
+    "ValidationError",
+    "map_database_error",
+]
+
+
+class NxdataError(Exception):
+    """Root of every error nxdata raises."""
+
+
+class ConfigurationError(NxdataError):
+    """The environment or the arguments do not let nxdata start (bad URL, missing module...)."""
+
+
+class DeclarationError(NxdataError):
+    """A table declaration is inconsistent: unknown column in an index, unsupported type, ..."""
+
+    def __init__(self, message: str, *, table: str | None = None, column: str | None = None):
+        self.table = table
+        self.column = column
+        where = ".".join(p for p in (table, column) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class ValidationError(NxdataError):
+    """Data does not fit a table's row, insert or update type.
+
+    `table` is the table's qualified name, `field` the offending field (or None when the whole
+    payload is wrong, e.g. not an object), `reason` msgspec's explanation.
+    """
+
+    def __init__(self, reason: str, *, table: str | None = None, field: str | None = None):
+        self.table = table
+        self.field = field
+        self.reason = reason
+        parts = []
+        if table:
+            parts.append(f"table {table}")
+        if field:
+            parts.append(f"field {field!r}")
+        prefix = ", ".join(parts)
+        super().__init__(f"invalid data for {prefix}: {reason}" if prefix else reason)
+
+
+class FilterError(ValidationError):
+    """A filter names an unknown column or operator, has a value of the wrong type, or bad paging.
+
+    `part` is where in the filter the problem is, e.g. ``where.status.gtx`` or ``limit``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        table: str | None = None,
+        part: str | None = None,
+        field: str | None = None,
+        operator: str | None = None,
+    ):
+        self.part = part
+        self.operator = operator
+        NxdataError.__init__(
+            self,
+            f"invalid filter for table {table}" + (f" at {part}" if part else "") + f": {reason}",
+        )
+        self.table = table
+        self.field = field
+        self.reason = reason
+
+
+class TransactionError(NxdataError):
+    """A transaction was used after it ended, or something needs a transaction and got none."""
+
+
+class NotFoundError(NxdataError):
+    """A row that the caller required does not exist (or is soft-deleted)."""
+
+    def __init__(self, message: str, *, table: str | None = None, id: Any = None):
+        self.table = table
+        self.id = id
+        super().__init__(message)
+
+
+class EmbeddedServerError(NxdataError):
+    """The embedded PostgreSQL (pgserver) is not installed or did not start."""
+
+
+class MigrationError(NxdataError):
+    """A migration could not be generated, checked or applied."""
+
+
+class UnsafeMigrationError(MigrationError):
+    """The generated migration drops or narrows something; rerun with --unsafe to accept it."""
+
+    def __init__(self, message: str, *, statements: list[str] | None = None):
+        self.statements = statements or []
+        super().__init__(message)
+
+
+class TamperedMigrationError(MigrationError):
+    """A migration file that was already applied has different content now."""
+
+
+class DatabaseError(NxdataError):
+    """PostgreSQL or the driver reported an error; `original` is the psycopg exception.
+
+    `sqlstate`, `table`, `column` and `constraint` come from the server's diagnostics when given.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        original: BaseException | None = None,
+        sqlstate: str | None = None,
+        table: str | None = None,
+        column: str | None = None,
+        constraint: str | None = None,
+    ):
+        self.original = original
+        self.sqlstate = sqlstate
+        self.table = table
+        self.column = column
+        self.constraint = constraint
+        super().__init__(message)
+
+
+class ConnectionFailed(DatabaseError):
+    """The server cannot be reached, or refused the connection."""
+
+
+class PoolTimeout(DatabaseError):
+    """Every pooled connection stayed busy for longer than the pool's timeout."""
+
+
+class QueryCanceled(DatabaseError):
+    """The statement was cancelled, e.g. by statement_timeout."""
+
+
+class LockNotAvailable(DatabaseError):
+    """A row or table lock could not be taken (NOWAIT, or lock_timeout expired)."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint rejected the write."""
+
+
+class UniqueViolation(IntegrityError):
+    """A unique constraint or unique index rejected the write; `constraint` names it."""
+
+
+ConflictError = UniqueViolation
+
+
+class ForeignKeyViolation(IntegrityError):
+    """A foreign key rejected the write; `constraint` names it."""
+
+
+class NotNullViolation(IntegrityError):
+    """A NOT NULL column got no value; `column` names it."""
+
+
+class CheckViolation(IntegrityError):
+    """A CHECK constraint rejected the write; `constraint` names it."""
+
+
+class TransientError(DatabaseError):
+    """The transaction failed for reasons of concurrency: retrying it may succeed."""
+
+
+class SerializationFailure(TransientError):
+    """A serializable or repeatable-read transaction could not be serialized (SQLSTATE 40001)."""
+
+
+class DeadlockDetected(TransientError):
+    """PostgreSQL broke a deadlock by aborting this transaction (SQLSTATE 40P01)."""
+
+
+_BY_SQLSTATE: dict[str, type[DatabaseError]] = {
+    "23505": UniqueViolation,
+    "23503": ForeignKeyViolation,
+    "23502": NotNullViolation,
+    "23514": CheckViolation,
+    "40001": SerializationFailure,
+    "40P01": DeadlockDetected,
+    "55P03": LockNotAvailable,
+    "57014": QueryCanceled,
+}
+
+_BY_CLASS: dict[str, type[DatabaseError]] = {
+    "23": IntegrityError,
+    "40": TransientError,
+    "08": ConnectionFailed,
+}
+
+
+def map_database_error(exc: BaseException) -> DatabaseError:
+    """Translate a psycopg error into the matching nxdata error, keeping it as `original`.
+
+    The message names the constraint, table and column that the server reported.
+    """
+    diag = getattr(exc, "diag", None)
+    sqlstate = getattr(exc, "sqlstate", None)
+    table = getattr(diag, "table_name", None) if diag else None
+    schema = getattr(diag, "schema_name", None) if diag else None
+    column = getattr(diag, "column_name", None) if diag else None
+    constraint = getattr(diag, "constraint_name", None) if diag else None
+    if table and schema:
+        table = f"{schema}.{table}"
+    cls: type[DatabaseError] = DatabaseError
+    if sqlstate:
+        cls = _BY_SQLSTATE.get(sqlstate) or _BY_CLASS.get(sqlstate[:2], DatabaseError)
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    details = []
+    if constraint:
+        details.append(f"constraint {constraint}")
+    if table:
+        details.append(f"table {table}")
+    if column:
+        details.append(f"column {column}")
+    message = first_line + (f" ({', '.join(details)})" if details else "")
+    return cls(
+        message,
+        original=exc,
+        sqlstate=sqlstate,
+        table=table,
+        column=column,
+        constraint=constraint,
+    )

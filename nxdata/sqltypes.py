@@ -1,0 +1,149 @@
+"""Python annotations → PostgreSQL column types.
+
+``resolve(annotation)`` strips ``Annotated`` and ``| None`` and tells the SQL type, whether the
+column is nullable, how values come back (``kind``) and the Python type to decode them into.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from uuid import UUID
+
+import msgspec
+
+from .columns import Column
+
+__all__ = ["ColumnKind", "ResolvedType", "resolve"]
+
+ColumnKind = Literal["scalar", "json", "enum", "array"]
+
+_SCALARS: dict[type, str] = {
+    bool: "boolean",
+    int: "integer",
+    float: "double precision",
+    str: "text",
+    datetime: "timestamp with time zone",
+    date: "date",
+    time: "time without time zone",
+    timedelta: "interval",
+    Decimal: "numeric",
+    UUID: "uuid",
+    bytes: "bytea",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedType:
+    """What an annotation means for a column.
+
+    ``python_type`` is the annotation without ``None`` and markers: for jsonb columns the type the
+    JSON decodes into, for enums the enum class, for arrays the ``list[...]`` type.
+    ``enum_values`` lists the allowed values of an enum or Literal column (a CHECK constraint).
+    """
+
+    sql_type: str
+    nullable: bool
+    kind: ColumnKind
+    python_type: Any
+    column: Column
+    enum_values: tuple[Any, ...] = ()
+
+
+def _split_annotated(annotation: Any) -> tuple[Any, Column]:
+    column = Column()
+    while get_origin(annotation) is Annotated:
+        base, *extras = get_args(annotation)
+        for extra in extras:
+            if isinstance(extra, Column):
+                column = column.merged(extra)
+        annotation = base
+    return annotation, column
+
+
+def _strip_none(annotation: Any) -> tuple[Any, bool, Column]:
+    annotation, column = _split_annotated(annotation)
+    origin = get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        nullable = len(members) != len(get_args(annotation))
+        inner_columns = Column()
+        stripped = []
+        for member in members:
+            member, inner = _split_annotated(member)
+            inner_columns = inner_columns.merged(inner)
+            stripped.append(member)
+        column = inner_columns.merged(column)
+        if len(stripped) == 1:
+            return stripped[0], nullable, column
+        return Union[tuple(stripped)], nullable, column  # noqa: UP007
+    return annotation, False, column
+
+
+def _is_jsonish(tp: Any) -> bool:
+    if tp is Any or tp is dict or tp is list or tp is object:
+        return True
+    origin = get_origin(tp)
+    if origin in (dict, list, tuple) or tp is tuple:
+        return True
+    if isinstance(tp, type):
+        if issubclass(tp, msgspec.Struct):
+            return True
+        if typing.is_typeddict(tp):
+            return True
+    return origin is Union or origin is types.UnionType
+
+
+def _scalar_sql(tp: Any) -> str | None:
+    if isinstance(tp, type):
+        for py, sql in _SCALARS.items():
+            if tp is py:
+                return sql
+    return None
+
+
+def resolve(annotation: Any) -> ResolvedType:
+    """Resolve one field annotation; raises ``TypeError`` naming the unsupported type."""
+    tp, nullable, column = _strip_none(annotation)
+    if tp is Any:
+        nullable = True
+    override = column.sql_type
+
+    if get_origin(tp) is Literal:
+        values = get_args(tp)
+        base = type(values[0])
+        if not all(type(v) is base for v in values) or base not in (str, int):
+            raise TypeError(f"a Literal column needs values of one type, str or int: {tp!r}")
+        sql = override or _SCALARS[base]
+        return ResolvedType(sql, nullable, "scalar", tp, column, tuple(values))
+
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        values = tuple(member.value for member in tp)
+        if all(isinstance(v, str) for v in values):
+            sql = "text"
+        elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            sql = "integer"
+        else:
+            raise TypeError(f"enum {tp.__name__} must have all-str or all-int values")
+        return ResolvedType(override or sql, nullable, "enum", tp, column, values)
+
+    scalar = _scalar_sql(tp)
+    if scalar is not None:
+        return ResolvedType(override or scalar, nullable, "scalar", tp, column)
+
+    if get_origin(tp) is list:
+        (item,) = get_args(tp) or (Any,)
+        item_tp, _, _ = _strip_none(item)
+        item_sql = _scalar_sql(item_tp)
+        if item_sql is not None and item_tp is not bytes:
+            return ResolvedType(override or f"{item_sql}[]", nullable, "array", tp, column)
+
+    if _is_jsonish(tp):
+        return ResolvedType(override or "jsonb", nullable, "json", tp, column)
+
+    raise TypeError(f"no PostgreSQL type for annotation {annotation!r}")

@@ -1,0 +1,636 @@
+"""Declaring tables: `Schema`, `Table`, constraints, naming conventions and derived types.
+
+A table is a msgspec Struct registered on a schema::
+
+    import msgspec
+    import nxdata as nx
+
+    licensing = nx.Schema("licensing")
+
+    @licensing.table(
+        "License",
+        indexes=[nx.Index("status")],
+        foreign_keys=[nx.ForeignKey("policy_id", "licensing.Policy", on_delete="cascade")],
+        uniques=[nx.Unique("license_key")],
+    )
+    class License(nx.CommonColumns):
+        policy_id: str
+        license_key: str
+        status: str = "active"
+
+    table = nx.table_of(License)            # Table[License]: columns, constraints, derived types
+    payload = table.validate_insert({"policy_id": "p1", "license_key": "K"})   # License insert type
+
+The decorator returns the class unchanged; the table's metadata hangs off it (``table_of``).
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+from .columns import Column
+from .errors import DeclarationError, ValidationError
+from .sqltypes import ColumnKind, resolve
+
+__all__ = [
+    "Check",
+    "ColumnDef",
+    "ForeignKey",
+    "Index",
+    "ReferentialAction",
+    "Schema",
+    "Table",
+    "Unique",
+    "live_unique",
+    "snake_case",
+    "table_of",
+]
+
+T = TypeVar("T", bound=msgspec.Struct)
+ReferentialAction = Literal["no action", "restrict", "cascade", "set null", "set default"]
+_ACTIONS = {"no action", "restrict", "cascade", "set null", "set default"}
+_INDEX_METHODS = {"btree", "hash", "gin", "gist", "spgist", "brin"}
+_SCHEMAS: weakref.WeakValueDictionary[str, Schema] = weakref.WeakValueDictionary()
+MAX_IDENTIFIER = 63  # PostgreSQL truncates longer names, which would make every diff dirty
+
+
+def snake_case(name: str) -> str:
+    """``policyId`` → ``policy_id``; already-snake names are unchanged."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnDef:
+    """One column of a declared table, resolved from its Struct field."""
+
+    field: str
+    name: str
+    sql_type: str
+    nullable: bool
+    kind: ColumnKind
+    python_type: Any
+    options: Column
+    default: Any = msgspec.NODEFAULT
+    enum_values: tuple[Any, ...] = ()
+
+    @property
+    def primary_key(self) -> bool:
+        return self.options.primary_key
+
+    @property
+    def identity(self) -> str | None:
+        return self.options.identity
+
+    @property
+    def server_default(self) -> str | None:
+        """SQL default: the explicit ``server_default`` or a literal Python default."""
+        if self.options.server_default is not None:
+            return self.options.server_default
+        if self.default is not msgspec.NODEFAULT and self.default is not None:
+            return sql_literal(self.default)
+        return None
+
+    @property
+    def default_factory(self) -> Callable[[], Any] | None:
+        return self.options.default_factory  # type: ignore[no-any-return]
+
+    @property
+    def has_insert_default(self) -> bool:
+        """True when an insert may omit the column (server or Python default, identity, null)."""
+        return (
+            self.identity is not None
+            or self.options.server_default is not None
+            or self.default is not msgspec.NODEFAULT
+            or self.default_factory is not None
+            or self.nullable
+        )
+
+
+def sql_literal(value: Any) -> str:
+    """A SQL literal for a simple Python value (defaults, enum CHECKs)."""
+    import enum
+
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    raise DeclarationError(f"cannot write {value!r} as a SQL default; use Column(server_default=)")
+
+
+@dataclass(frozen=True)
+class Index:
+    """An index on one or more columns.
+
+    ``Index("status")``, ``Index("tenant_id", "created_at")``, ``Index("tags", method="gin")``,
+    ``Index("email", unique=True, where="deleted_at IS NULL")``. Default name
+    ``IDX_{Table}_{col}_{col}`` (``UQ_...`` when unique); ``name=`` overrides it.
+    """
+
+    columns: tuple[str, ...]
+    name: str | None = None
+    unique: bool = False
+    where: str | None = None
+    method: str | None = None
+
+    def __init__(
+        self,
+        *columns: str,
+        name: str | None = None,
+        unique: bool = False,
+        where: str | None = None,
+        method: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "columns", tuple(columns))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "unique", unique)
+        object.__setattr__(self, "where", where)
+        object.__setattr__(self, "method", method)
+
+
+def live_unique(*columns: str, name: str | None = None) -> Index:
+    """A unique index among live rows only (``WHERE deleted_at IS NULL``): soft-delete tables."""
+    return Index(*columns, name=name, unique=True, where="deleted_at IS NULL")
+
+
+@dataclass(frozen=True)
+class Unique:
+    """A unique constraint; default name ``UQ_{Table}_{col}_{col}``."""
+
+    columns: tuple[str, ...]
+    name: str | None = None
+    nulls_not_distinct: bool = False
+
+    def __init__(
+        self, *columns: str, name: str | None = None, nulls_not_distinct: bool = False
+    ) -> None:
+        object.__setattr__(self, "columns", tuple(columns))
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "nulls_not_distinct", nulls_not_distinct)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A CHECK constraint: ``Check("amount >= 0", name="CK_Wallet_amount")``.
+
+    Without a name it is ``CK_{Table}_{n}``, n counting the table's checks from 1.
+    """
+
+    expression: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key from ``columns`` to ``references`` (a row class, a `Table` or
+    ``"schema.Table"``), by default to its primary key.
+
+    ``ForeignKey("policy_id", Policy, on_delete="cascade")``; for several columns pass tuples.
+    Default name ``FK_{Table}_{col}_{RefTable}_{refcol}``.
+    """
+
+    columns: tuple[str, ...]
+    references: Any
+    ref_columns: tuple[str, ...] | None = None
+    on_delete: ReferentialAction = "no action"
+    on_update: ReferentialAction = "no action"
+    name: str | None = None
+
+    def __init__(
+        self,
+        columns: str | Sequence[str],
+        references: Any,
+        ref_columns: str | Sequence[str] | None = None,
+        *,
+        on_delete: ReferentialAction = "no action",
+        on_update: ReferentialAction = "no action",
+        name: str | None = None,
+    ) -> None:
+        cols = (columns,) if isinstance(columns, str) else tuple(columns)
+        refs = (
+            (ref_columns,)
+            if isinstance(ref_columns, str)
+            else (tuple(ref_columns) if ref_columns is not None else None)
+        )
+        object.__setattr__(self, "columns", cols)
+        object.__setattr__(self, "references", references)
+        object.__setattr__(self, "ref_columns", refs)
+        object.__setattr__(self, "on_delete", on_delete)
+        object.__setattr__(self, "on_update", on_update)
+        object.__setattr__(self, "name", name)
+
+
+@dataclass(frozen=True)
+class ResolvedForeignKey:
+    """A foreign key with its target resolved and its name fixed."""
+
+    name: str
+    columns: tuple[str, ...]
+    target: Table[Any]
+    ref_columns: tuple[str, ...]
+    on_delete: str
+    on_update: str
+
+
+class Schema:
+    """A PostgreSQL schema and the tables declared on it.
+
+    ``extensions`` names extensions the tables need (e.g. ``("citext",)``); they are created in
+    the ``public`` schema before any table.
+    """
+
+    def __init__(self, name: str, *, extensions: Iterable[str] = ()) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+            raise DeclarationError(f"schema name {name!r} must be lower snake_case")
+        self.name = name
+        self.extensions = tuple(extensions)
+        self.tables: dict[str, Table[Any]] = {}
+        _SCHEMAS[name] = self  # the latest declaration of a name wins for "schema.Table" lookups
+
+    def __repr__(self) -> str:
+        return f"Schema({self.name!r}, tables={list(self.tables)})"
+
+    def table(
+        self,
+        name: str | None = None,
+        *,
+        indexes: Iterable[Index] = (),
+        foreign_keys: Iterable[ForeignKey] = (),
+        uniques: Iterable[Unique] = (),
+        checks: Iterable[Check] = (),
+        comment: str | None = None,
+    ) -> Callable[[type[T]], type[T]]:
+        """Class decorator: declare the Struct as a table of this schema (name defaults to the
+        class name, which should be PascalCase)."""
+
+        def register(cls: type[T]) -> type[T]:
+            table = Table(
+                self,
+                name or cls.__name__,
+                cls,
+                indexes=tuple(indexes),
+                foreign_keys=tuple(foreign_keys),
+                uniques=tuple(uniques),
+                checks=tuple(checks),
+                comment=comment,
+            )
+            if table.name in self.tables and self.tables[table.name].row_type is not cls:
+                raise DeclarationError("declared twice", table=table.qualified_name)
+            self.tables[table.name] = table
+            cls.__nxdata_table__ = table  # type: ignore[attr-defined]
+            return cls
+
+        return register
+
+    def __iter__(self) -> Iterator[Table[Any]]:
+        return iter(self.tables.values())
+
+
+def table_of(row_type: type[T]) -> Table[T]:
+    """The `Table` declared for a row Struct class."""
+    table = getattr(row_type, "__nxdata_table__", None)
+    if table is None or table.row_type is not row_type:
+        raise DeclarationError(f"{row_type.__name__} is not a declared table (use @schema.table)")
+    return table  # type: ignore[no-any-return]
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class Table(Generic[T]):
+    """A declared table: its columns, constraints and the types derived from its row Struct.
+
+    - ``row_type``: the Struct a full row decodes into;
+    - ``insert_type``: server-defaulted, identity and nullable columns optional (``UNSET`` =
+      "let the server decide"), Python defaults filled in; unknown fields rejected;
+    - ``update_type``: every changeable column optional, ``UNSET`` meaning "leave it".
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        name: str,
+        row_type: type[T],
+        *,
+        indexes: tuple[Index, ...] = (),
+        foreign_keys: tuple[ForeignKey, ...] = (),
+        uniques: tuple[Unique, ...] = (),
+        checks: tuple[Check, ...] = (),
+        comment: str | None = None,
+    ) -> None:
+        if not (isinstance(row_type, type) and issubclass(row_type, msgspec.Struct)):
+            raise DeclarationError("a table's row type must be a msgspec.Struct", table=name)
+        self.schema = schema
+        self.name = name
+        self.row_type = row_type
+        self.comment = comment
+        self.qualified_name = f"{schema.name}.{name}"
+        self.sql_name = f"{_quote(schema.name)}.{_quote(name)}"
+        self.columns: tuple[ColumnDef, ...] = self._resolve_columns()
+        self.by_field: dict[str, ColumnDef] = {c.field: c for c in self.columns}
+        self.by_name: dict[str, ColumnDef] = {c.name: c for c in self.columns}
+        self.primary_key: tuple[str, ...] = tuple(c.name for c in self.columns if c.primary_key)
+        self.soft_delete_column: ColumnDef | None = next(
+            (c for c in self.columns if c.options.soft_delete), None
+        )
+        self._declared_fks = foreign_keys
+        self._resolved_fks: tuple[ResolvedForeignKey, ...] | None = None
+        self.indexes: tuple[Index, ...] = self._name_indexes(indexes)
+        self.uniques: tuple[Unique, ...] = self._name_uniques(uniques)
+        self.checks: tuple[Check, ...] = self._name_checks(checks)
+        self.insert_type: type[msgspec.Struct] = self._derive_insert_type()
+        self.update_type: type[msgspec.Struct] = self._derive_update_type()
+
+    def __repr__(self) -> str:
+        return f"Table({self.qualified_name})"
+
+    # -- columns ---------------------------------------------------------------------------------
+
+    def _resolve_columns(self) -> tuple[ColumnDef, ...]:
+        try:
+            hints = typing.get_type_hints(self.row_type, include_extras=True)
+        except NameError as exc:
+            raise DeclarationError(f"cannot resolve annotations: {exc}", table=self.name) from exc
+        defaults = dict(
+            zip(
+                self.row_type.__struct_fields__[
+                    len(self.row_type.__struct_fields__) - len(self.row_type.__struct_defaults__) :
+                ],
+                self.row_type.__struct_defaults__,
+                strict=True,
+            )
+        )
+        columns = []
+        for field_name in self.row_type.__struct_fields__:
+            try:
+                resolved = resolve(hints[field_name])
+            except TypeError as exc:
+                raise DeclarationError(str(exc), table=self.name, column=field_name) from exc
+            default = defaults.get(field_name, msgspec.NODEFAULT)
+            options = resolved.column
+            if isinstance(default, msgspec._core.Factory):  # type: ignore[attr-defined]
+                if options.default_factory is None:
+                    options = options.merged(Column(default_factory=default.factory))
+                default = msgspec.NODEFAULT
+            column_name = options.name or snake_case(field_name)
+            if len(column_name) > MAX_IDENTIFIER:
+                raise DeclarationError("column name longer than 63 bytes", table=self.name)
+            if options.identity and resolved.sql_type not in ("integer", "bigint", "smallint"):
+                raise DeclarationError(
+                    "identity columns must be integer, bigint or smallint",
+                    table=self.name,
+                    column=field_name,
+                )
+            columns.append(
+                ColumnDef(
+                    field=field_name,
+                    name=column_name,
+                    sql_type=resolved.sql_type,
+                    nullable=resolved.nullable,
+                    kind=resolved.kind,
+                    python_type=resolved.python_type,
+                    options=options,
+                    default=default,
+                    enum_values=resolved.enum_values,
+                )
+            )
+        if not columns:
+            raise DeclarationError("a table needs at least one column", table=self.name)
+        return tuple(columns)
+
+    def column(self, name: str) -> ColumnDef:
+        """The column with this field or column name; `DeclarationError` if there is none."""
+        found = self.by_field.get(name) or self.by_name.get(name)
+        if found is None:
+            raise DeclarationError(
+                f"no column {name!r} (columns: {', '.join(self.by_name)})", table=self.name
+            )
+        return found
+
+    def _column_names(self, names: Sequence[str], what: str) -> tuple[str, ...]:
+        if not names:
+            raise DeclarationError(f"{what} needs at least one column", table=self.name)
+        out = []
+        for name in names:
+            found = self.by_field.get(name) or self.by_name.get(name)
+            if found is None:
+                raise DeclarationError(
+                    f"{what} names unknown column {name!r}", table=self.name, column=name
+                )
+            out.append(found.name)
+        return tuple(out)
+
+    def _checked_name(self, name: str) -> str:
+        if len(name.encode()) > MAX_IDENTIFIER:
+            raise DeclarationError(
+                f"constraint name {name!r} is longer than 63 bytes: pass name=...",
+                table=self.name,
+            )
+        return name
+
+    # -- constraints -----------------------------------------------------------------------------
+
+    def _name_indexes(self, indexes: tuple[Index, ...]) -> tuple[Index, ...]:
+        out = []
+        declared = list(indexes)
+        declared += [Index(c.name) for c in self.columns if c.options.index]
+        for index in declared:
+            cols = self._column_names(index.columns, "index")
+            if index.method is not None and index.method not in _INDEX_METHODS:
+                raise DeclarationError(
+                    f"unknown index method {index.method!r} (one of {sorted(_INDEX_METHODS)})",
+                    table=self.name,
+                )
+            prefix = "UQ" if index.unique else "IDX"
+            name = index.name or f"{prefix}_{self.name}_{'_'.join(cols)}"
+            out.append(
+                Index(
+                    *cols,
+                    name=self._checked_name(name),
+                    unique=index.unique,
+                    where=index.where,
+                    method=index.method,
+                )
+            )
+        return tuple(out)
+
+    def _name_uniques(self, uniques: tuple[Unique, ...]) -> tuple[Unique, ...]:
+        declared = list(uniques) + [Unique(c.name) for c in self.columns if c.options.unique]
+        out = []
+        for unique in declared:
+            cols = self._column_names(unique.columns, "unique constraint")
+            name = unique.name or f"UQ_{self.name}_{'_'.join(cols)}"
+            out.append(
+                Unique(
+                    *cols,
+                    name=self._checked_name(name),
+                    nulls_not_distinct=unique.nulls_not_distinct,
+                )
+            )
+        return tuple(out)
+
+    def _name_checks(self, checks: tuple[Check, ...]) -> tuple[Check, ...]:
+        out = []
+        for column in self.columns:
+            if column.enum_values:
+                allowed = ", ".join(sql_literal(v) for v in column.enum_values)
+                out.append(
+                    Check(
+                        f"{_quote(column.name)} IN ({allowed})",
+                        self._checked_name(f"CK_{self.name}_{column.name}"),
+                    )
+                )
+        for number, check in enumerate(checks, start=1):
+            name = check.name or f"CK_{self.name}_{number}"
+            out.append(Check(check.expression, self._checked_name(name)))
+        return tuple(out)
+
+    @property
+    def foreign_keys(self) -> tuple[ResolvedForeignKey, ...]:
+        """Foreign keys with targets resolved (targets may be declared after this table)."""
+        if self._resolved_fks is None:
+            self._resolved_fks = tuple(self._resolve_fk(fk) for fk in self._declared_fks)
+        return self._resolved_fks
+
+    def _resolve_fk(self, fk: ForeignKey) -> ResolvedForeignKey:
+        target = _resolve_table_ref(fk.references, self)
+        cols = self._column_names(fk.columns, "foreign key")
+        ref_cols = (
+            target._column_names(fk.ref_columns, "referenced key")
+            if fk.ref_columns
+            else target.primary_key
+        )
+        if len(cols) != len(ref_cols):
+            raise DeclarationError(
+                f"foreign key has {len(cols)} columns but references {len(ref_cols)}",
+                table=self.name,
+            )
+        for action in (fk.on_delete, fk.on_update):
+            if action not in _ACTIONS:
+                raise DeclarationError(
+                    f"unknown referential action {action!r} (one of {sorted(_ACTIONS)})",
+                    table=self.name,
+                )
+        name = fk.name or f"FK_{self.name}_{'_'.join(cols)}_{target.name}_{'_'.join(ref_cols)}"
+        return ResolvedForeignKey(
+            self._checked_name(name), cols, target, ref_cols, fk.on_delete, fk.on_update
+        )
+
+    # -- derived types ---------------------------------------------------------------------------
+
+    def _derive_insert_type(self) -> type[msgspec.Struct]:
+        fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+        for c in self.columns:
+            if c.identity == "always":
+                continue
+            tp = c.python_type | None if c.nullable and c.python_type is not Any else c.python_type
+            if c.default is not msgspec.NODEFAULT:
+                fields.append((c.field, tp, c.default))
+            elif c.default_factory is not None:
+                fields.append((c.field, tp, msgspec.field(default_factory=c.default_factory)))
+            elif c.options.server_default is not None or c.identity is not None:
+                fields.append((c.field, tp | msgspec.UnsetType, msgspec.UNSET))
+            elif c.nullable:
+                fields.append((c.field, tp, None))
+            else:
+                fields.append((c.field, tp))
+        return msgspec.defstruct(
+            f"{self.row_type.__name__}Insert",
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=True,
+            module=self.row_type.__module__,
+        )
+
+    def _derive_update_type(self) -> type[msgspec.Struct]:
+        fields = []
+        for c in self.updatable_columns:
+            tp = c.python_type | None if c.nullable and c.python_type is not Any else c.python_type
+            fields.append((c.field, tp | msgspec.UnsetType, msgspec.UNSET))
+        return msgspec.defstruct(
+            f"{self.row_type.__name__}Update",
+            fields,
+            kw_only=True,
+            forbid_unknown_fields=True,
+            module=self.row_type.__module__,
+        )
+
+    @property
+    def updatable_columns(self) -> tuple[ColumnDef, ...]:
+        """Columns an update may set: not primary key, identity, immutable or auto-updated."""
+        return tuple(
+            c
+            for c in self.columns
+            if not (c.primary_key or c.identity or c.options.immutable or c.options.on_update)
+        )
+
+    def validate_insert(self, data: Mapping[str, Any] | msgspec.Struct) -> msgspec.Struct:
+        """Validate untrusted data against the insert type; `ValidationError` names the field."""
+        return _convert(data, self.insert_type, self.qualified_name)
+
+    def validate_update(self, data: Mapping[str, Any] | msgspec.Struct) -> msgspec.Struct:
+        """Validate a partial update; omitted fields stay ``UNSET`` ("leave it")."""
+        return _convert(data, self.update_type, self.qualified_name)
+
+    def validate_row(self, data: Mapping[str, Any] | msgspec.Struct) -> T:
+        """Validate a full row against the row type."""
+        return _convert(data, self.row_type, self.qualified_name)  # type: ignore[return-value]
+
+
+_FIELD_IN_MESSAGE = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)|field `([A-Za-z_][A-Za-z0-9_]*)`")
+
+
+def _convert(data: Any, target: type[msgspec.Struct], table: str) -> msgspec.Struct:
+    try:
+        if isinstance(data, bytes | bytearray | memoryview | str):
+            return msgspec.json.decode(data, type=target)
+        if isinstance(data, msgspec.Struct):
+            data = {
+                f: getattr(data, f)
+                for f in data.__struct_fields__
+                if getattr(data, f) is not msgspec.UNSET
+            }
+        return msgspec.convert(data, target)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        match = _FIELD_IN_MESSAGE.search(message)
+        field_name = next((g for g in match.groups() if g), None) if match else None
+        raise ValidationError(message, table=table, field=field_name) from exc
+    except msgspec.DecodeError as exc:
+        raise ValidationError(f"malformed JSON: {exc}", table=table) from exc
+
+
+def _resolve_table_ref(ref: Any, source: Table[Any]) -> Table[Any]:
+    if isinstance(ref, Table):
+        return ref
+    if isinstance(ref, type):
+        return table_of(ref)
+    if isinstance(ref, str):
+        schema_name, _, table_name = ref.rpartition(".")
+        if not schema_name or schema_name == source.schema.name:
+            found = source.schema.tables.get(table_name)
+            if found is not None:
+                return found
+        schema = _SCHEMAS.get(schema_name or source.schema.name)
+        if schema is not None and table_name in schema.tables:
+            return schema.tables[table_name]
+        raise DeclarationError(f"foreign key references unknown table {ref!r}", table=source.name)
+    raise DeclarationError(f"foreign key target {ref!r} is not a table", table=source.name)
