@@ -29,9 +29,14 @@ def database_url(explicit: str | None = None) -> str | None:
 def validate_url(url: str) -> str:
     """Check that `url` parses as a libpq connection string or URI; `ConfigurationError` if not."""
     try:
-        psycopg.conninfo.conninfo_to_dict(url)
+        params = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
-        raise ConfigurationError(f"invalid database URL {redact(url)!r}: {exc}") from None
+        reason = str(exc).strip().splitlines()[0]
+        raise ConfigurationError(f"invalid database URL {redact(url)!r}: {reason}") from None
+    port = str(params.get("port") or "")
+    if port and not all(p.strip().isdigit() for p in port.split(",")):
+        # libpq only notices at connect time, with a less helpful message
+        raise ConfigurationError(f"invalid database URL {redact(url)!r}: port {port!r}")
     return url
 
 

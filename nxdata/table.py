@@ -96,6 +96,13 @@ class ColumnDef:
             return self.options.server_default
         if self.default is not msgspec.NODEFAULT and self.default is not None:
             return sql_literal(self.default)
+        # Empty containers are common Python defaults; mirror them on the server so rows written
+        # by plain SQL (seeds, other services) get the same value.
+        factory = self.options.default_factory
+        if factory is dict and self.kind == "json":
+            return "'{}'::jsonb"
+        if factory is list:
+            return "'[]'::jsonb" if self.kind == "json" else "'{}'"
         return None
 
     @property
