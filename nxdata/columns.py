@@ -82,7 +82,7 @@ class Column:
     def __post_init__(self) -> None:
         given = frozenset(
             f.name
-            for f in self.__dataclass_fields__.values()  # type: ignore[attr-defined]
+            for f in self.__dataclass_fields__.values()
             if f.name != "_set" and getattr(self, f.name) != f.default
         )
         object.__setattr__(self, "_set", given)

@@ -115,11 +115,11 @@ def table_statements(
             f"COMMENT ON TABLE {table.sql_name} IS '" + table.comment.replace("'", "''") + "'"
         )
     for index in table.indexes:
-        unique = "UNIQUE " if index.unique else ""
+        unique_kw = "UNIQUE " if index.unique else ""
         using = f" USING {index.method}" if index.method else ""
         where = f" WHERE {index.where}" if index.where else ""
         statements.append(
-            f"CREATE {unique}INDEX {_quote(index.name or '')} ON {table.sql_name}{using} "
+            f"CREATE {unique_kw}INDEX {_quote(index.name or '')} ON {table.sql_name}{using} "
             f"({_columns(index.columns)}){where}"
         )
     return statements, later

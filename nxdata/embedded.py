@@ -58,7 +58,7 @@ class EmbeddedPostgres:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-                self._server = pgserver.get_server(
+                self._server = pgserver.get_server(  # type: ignore[attr-defined]
                     self.data_dir.resolve(), cleanup_mode="delete" if self.temporary else "stop"
                 )
         except Exception as exc:  # pgserver raises plain exceptions with the initdb/pg_ctl output

@@ -393,7 +393,7 @@ class Table(Generic[T]):
                 raise DeclarationError(str(exc), table=self.name, column=field_name) from exc
             default = defaults.get(field_name, msgspec.NODEFAULT)
             options = resolved.column
-            if isinstance(default, msgspec._core.Factory):  # type: ignore[attr-defined]
+            if isinstance(default, msgspec._core.Factory):
                 if options.default_factory is None:
                     options = options.merged(Column(default_factory=default.factory))
                 default = msgspec.NODEFAULT
