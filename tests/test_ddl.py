@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -322,3 +323,34 @@ def test_extensions_are_created_first(conn: psycopg.Connection[Any], schema_name
     conn.execute(f"insert into {q} (id, email) values ('1', 'A@Example.com')")
     with pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute(f"insert into {q} (id, email) values ('2', 'a@example.COM')")
+
+
+def test_server_side_defaults_fill_omitted_columns(
+    conn: psycopg.Connection[Any], schema_name: str
+) -> None:
+    s = nx.Schema(schema_name)
+
+    @s.table("Token")
+    class Token(msgspec.Struct):
+        id: Annotated[uuid.UUID, nx.Column(primary_key=True, server_default="gen_random_uuid()")]
+        seq: Annotated[int, nx.Column(identity="by default")]
+        issued_at: Annotated[datetime, nx.Column(server_default="now()")]
+        active: bool = True
+        note: str = "it's"
+
+    t = nx.table_of(Token)
+    assert set(t.insert_type.__struct_fields__) == {"id", "seq", "issued_at", "active", "note"}
+    assert t.validate_insert({}).id is msgspec.UNSET  # type: ignore[attr-defined]
+    for statement in create_statements([s]):
+        conn.execute(statement)
+    row = conn.execute(
+        f'insert into "{schema_name}"."Token" default values '
+        "returning id, seq, issued_at, active, note"
+    ).fetchone()
+    assert row is not None
+    assert isinstance(row[0], uuid.UUID) and row[0].version == 4
+    assert row[1] == 1 and isinstance(row[2], datetime) and row[3] is True and row[4] == "it's"
+    row = conn.execute(
+        f'insert into "{schema_name}"."Token" (seq) values (41) returning seq'
+    ).fetchone()
+    assert row == (41,)  # identity BY DEFAULT accepts explicit values
