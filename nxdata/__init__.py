@@ -27,11 +27,14 @@ from .ddl import create_sql, create_statements
 from .embedded import EmbeddedPostgres
 from .errors import NxdataError, ValidationError
 from .table import Check, ForeignKey, Index, Schema, Table, Unique, live_unique, table_of
+from .transaction import Transaction
+from .transaction_async import AsyncTransaction
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDatabase",
+    "AsyncTransaction",
     "BigInt",
     "Check",
     "Citext",
@@ -47,6 +50,7 @@ __all__ = [
     "Schema",
     "SmallInt",
     "Table",
+    "Transaction",
     "Unique",
     "ValidationError",
     "__version__",

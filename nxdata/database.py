@@ -15,6 +15,7 @@ from ._connect import PoolOptions, connection_failed, pool_timeout, resolve_url
 from .config import database_url, redact
 from .embedded import EmbeddedPostgres
 from .errors import map_database_error
+from .transaction import Transaction, TransactionBlock, begin
 
 __all__ = ["Database"]
 
@@ -140,6 +141,60 @@ class Database:
             raise
         else:
             conn_cm.__exit__(None, None, None)
+
+    # -- the connection choice and transactions --------------------------------------------------
+
+    def _acquire(self, *, write: bool = True) -> psycopg.Connection[Any]:
+        """Borrow a connection in autocommit mode (one statement = one round trip).
+
+        The single place that chooses where a statement runs: ``write=False`` marks reads, which
+        may go to a replica pool once there is one. Pair every call with `_release`.
+        """
+        pool = self._pool if self._pool is not None else self.pool
+        try:
+            conn = pool.getconn()
+        except psycopg_pool.PoolTimeout as exc:
+            raise pool_timeout(self.name, self.options, exc) from exc
+        except psycopg.OperationalError as exc:
+            raise connection_failed(self.url, exc) from exc
+        conn.autocommit = True
+        return conn
+
+    def _release(self, conn: psycopg.Connection[Any]) -> None:
+        """Give back a connection from `_acquire`, as the pool expects it (idle, not autocommit)."""
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            conn.autocommit = False
+        except psycopg.Error:
+            pass  # a broken connection: the pool notices and replaces it
+        pool = self._pool
+        if pool is not None:
+            pool.putconn(conn)
+
+    def transaction(
+        self, *, isolation: str | None = None, read_only: bool = False
+    ) -> TransactionBlock:
+        """A transaction block: commits at the end, rolls back on any exception.
+
+        >>> with db.transaction(isolation="serializable") as tx:
+        ...     repo.create({"name": "a"}, transaction=tx)
+
+        Used inside another block of this database (same thread) it makes a savepoint.
+        ``isolation``: "read committed", "repeatable read" or "serializable".
+        """
+        return TransactionBlock(self, isolation=isolation, read_only=read_only)
+
+    def begin_transaction(
+        self, *, isolation: str | None = None, read_only: bool = False
+    ) -> Transaction:
+        """Begin a transaction and return its handle; end it with ``commit()`` or ``rollback()``.
+
+        >>> tx = db.begin_transaction(read_only=True)
+        >>> rows = repo.find({"limit": 10}, transaction=tx)
+        >>> tx.commit()
+        """
+        return begin(self, isolation=isolation, read_only=read_only)
 
     def execute(self, query: Any, params: Any = None) -> int:
         """Run one statement in its own transaction; returns the affected row count."""

@@ -15,6 +15,7 @@ from ._connect import PoolOptions, connection_failed, pool_timeout, resolve_url
 from .config import database_url, redact
 from .embedded import EmbeddedPostgres
 from .errors import map_database_error
+from .transaction_async import AsyncTransaction, AsyncTransactionBlock, begin
 
 __all__ = ["AsyncDatabase"]
 
@@ -137,6 +138,60 @@ class AsyncDatabase:
             raise
         else:
             await conn_cm.__aexit__(None, None, None)
+
+    # -- the connection choice and transactions --------------------------------------------------
+
+    async def _acquire(self, *, write: bool = True) -> psycopg.AsyncConnection[Any]:
+        """Borrow a connection in autocommit mode (one statement = one round trip).
+
+        The single place that chooses where a statement runs: ``write=False`` marks reads, which
+        may go to a replica pool once there is one. Pair every call with `_release`.
+        """
+        pool = self._pool if self._pool is not None else await self.get_pool()
+        try:
+            conn = await pool.getconn()
+        except psycopg_pool.PoolTimeout as exc:
+            raise pool_timeout(self.name, self.options, exc) from exc
+        except psycopg.OperationalError as exc:
+            raise connection_failed(self.url, exc) from exc
+        await conn.set_autocommit(True)
+        return conn
+
+    async def _release(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Give back a connection from `_acquire`, as the pool expects it (idle, not autocommit)."""
+        try:
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await conn.rollback()
+            await conn.set_autocommit(False)
+        except psycopg.Error:
+            pass  # a broken connection: the pool notices and replaces it
+        pool = self._pool
+        if pool is not None:
+            await pool.putconn(conn)
+
+    def transaction(
+        self, *, isolation: str | None = None, read_only: bool = False
+    ) -> AsyncTransactionBlock:
+        """A transaction block: commits at the end, rolls back on any exception.
+
+        >>> async with db.transaction(isolation="serializable") as tx:
+        ...     await repo.create({"name": "a"}, transaction=tx)
+
+        Used inside another block of this database (same task) it makes a savepoint.
+        ``isolation``: "read committed", "repeatable read" or "serializable".
+        """
+        return AsyncTransactionBlock(self, isolation=isolation, read_only=read_only)
+
+    async def begin_transaction(
+        self, *, isolation: str | None = None, read_only: bool = False
+    ) -> AsyncTransaction:
+        """Begin a transaction and return its handle; end it with ``commit()`` or ``rollback()``.
+
+        >>> tx = await db.begin_transaction(read_only=True)
+        >>> rows = await repo.find({"limit": 10}, transaction=tx)
+        >>> await tx.commit()
+        """
+        return await begin(self, isolation=isolation, read_only=read_only)
 
     async def execute(self, query: Any, params: Any = None) -> int:
         """Run one statement in its own transaction; returns the affected row count."""

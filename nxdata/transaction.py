@@ -1,0 +1,259 @@
+# Generated from nxdata/transaction_async.py by nxdata/_async_to_sync.py: do not edit.
+"""Transactions on a database: begin/commit/rollback, isolation, savepoints.
+
+>>> with db.transaction(isolation="serializable") as tx:
+...     wallet = wallets.find_by_id(wallet_id, lock=Lock.UPDATE, transaction=tx)
+...     with db.transaction():          # nested use: a savepoint of `tx`
+...         wallets.update_by_id(wallet_id, {"amount": 0}, transaction=tx)
+
+The sync twin `transaction.py` is generated from this file by ``nxdata/_async_to_sync.py``.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+import psycopg
+
+from .errors import TransactionError, map_database_error
+
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = ["Isolation", "Transaction", "TransactionBlock", "begin_sql"]
+
+Isolation = Literal["read committed", "repeatable read", "serializable"]
+
+_ISOLATION: dict[str, str] = {
+    "read committed": "READ COMMITTED",
+    "repeatable read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+
+# The innermost open transaction block of this task/thread, so that `db.transaction()` inside
+# another `db.transaction()` block on the same database becomes a savepoint instead of a second,
+# independent transaction on another connection (which could deadlock against the first).
+_current: ContextVar[Transaction | None] = ContextVar("nxdata_transaction", default=None)
+
+
+def begin_sql(isolation: str | None, read_only: bool) -> str:
+    """The BEGIN statement for an isolation level and access mode (names are checked).
+
+    >>> begin_sql("serializable", True)
+    'BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY'
+    """
+    sql = "BEGIN"
+    if isolation is not None:
+        level = _ISOLATION.get(isolation.lower().replace("_", " "))
+        if level is None:
+            raise TransactionError(
+                f"unknown isolation level {isolation!r} (one of {', '.join(_ISOLATION)})"
+            )
+        sql += " ISOLATION LEVEL " + level
+    if read_only:
+        sql += " READ ONLY"
+    return sql
+
+
+class Transaction:
+    """An open transaction (or savepoint) on one pooled connection.
+
+    Pass it to repository methods as ``transaction=tx``. ``commit()`` / ``rollback()`` end it and
+    give the connection back to the pool; using it afterwards raises `TransactionError`. As a
+    context manager it commits on success and rolls back on any exception.
+
+    >>> tx = db.begin_transaction(isolation="repeatable read")
+    >>> try:
+    ...     repo.create({"name": "a"}, transaction=tx)
+    ...     tx.commit()
+    ... except BaseException:
+    ...     tx.rollback()
+    ...     raise
+    """
+
+    __slots__ = ("_children", "_conn", "_db", "_done", "_parent", "_savepoint", "isolation")
+
+    def __init__(
+        self,
+        db: Database,
+        conn: psycopg.Connection[Any],
+        *,
+        parent: Transaction | None = None,
+        savepoint: str | None = None,
+        isolation: str | None = None,
+    ) -> None:
+        self._db = db
+        self._conn = conn
+        self._parent = parent
+        self._savepoint = savepoint
+        self._done = False
+        self._children = 0
+        self.isolation = isolation
+
+    def __repr__(self) -> str:
+        kind = f"savepoint {self._savepoint}" if self._savepoint else "transaction"
+        return f"<{type(self).__name__} {kind} {'active' if self.active else 'finished'}>"
+
+    @property
+    def active(self) -> bool:
+        """True until this transaction (or an enclosing one) is committed or rolled back."""
+        tx: Transaction | None = self
+        while tx is not None:
+            if tx._done:
+                return False
+            tx = tx._parent
+        return True
+
+    @property
+    def connection(self) -> psycopg.Connection[Any]:
+        """The connection the transaction runs on; `TransactionError` once it has ended."""
+        if self._done or (self._parent is not None and not self.active):
+            raise TransactionError(f"{self!r} was already committed or rolled back")
+        return self._conn
+
+    @property
+    def is_savepoint(self) -> bool:
+        """True for a nested transaction (a SAVEPOINT inside another transaction)."""
+        return self._savepoint is not None
+
+    def commit(self) -> None:
+        """Commit (or release the savepoint). Errors such as a serialization failure surface here
+        as nxdata errors, and the transaction is over either way."""
+        conn = self.connection
+        self._done = True
+        if self._savepoint is not None:
+            _run(conn, f"RELEASE SAVEPOINT {self._savepoint}")
+            return
+        try:
+            _run(conn, "COMMIT")
+        finally:
+            self._db._release(conn)
+
+    def rollback(self) -> None:
+        """Roll back (to the savepoint, for a nested transaction)."""
+        conn = self.connection
+        self._done = True
+        if self._savepoint is not None:
+            _run(conn, f"ROLLBACK TO SAVEPOINT {self._savepoint}")
+            _run(conn, f"RELEASE SAVEPOINT {self._savepoint}")
+            return
+        try:
+            _run(conn, "ROLLBACK")
+        finally:
+            self._db._release(conn)
+
+    def begin_savepoint(self) -> Transaction:
+        """Open a savepoint inside this transaction; returns it as a nested transaction."""
+        conn = self.connection
+        root: Transaction = self
+        while root._parent is not None:
+            root = root._parent
+        root._children += 1
+        name = f"nxdata_sp_{root._children}"  # generated, never from user input
+        _run(conn, f"SAVEPOINT {name}")
+        return type(self)(self._db, conn, parent=self, savepoint=name)
+
+    def savepoint(self) -> TransactionBlock:
+        """A nested block: ``with tx.savepoint() as inner: ...`` rolls back only its work."""
+        return TransactionBlock(self._db, parent=self)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _finish(self, exc)
+
+
+class TransactionBlock:
+    """What ``db.transaction()`` returns: ``with`` it to run a block in a transaction.
+
+    Inside another block of the same database (same task) it opens a savepoint instead.
+    """
+
+    __slots__ = ("_db", "_isolation", "_parent", "_read_only", "_token", "_tx")
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        isolation: str | None = None,
+        read_only: bool = False,
+        parent: Transaction | None = None,
+    ) -> None:
+        if isolation is not None:
+            begin_sql(isolation, read_only)  # fail early on a misspelt level
+        self._db = db
+        self._isolation = isolation
+        self._read_only = read_only
+        self._parent = parent
+        self._tx: Transaction | None = None
+        self._token: Token[Transaction | None] | None = None
+
+    def __enter__(self) -> Transaction:
+        parent = self._parent
+        if parent is None:
+            current = _current.get()
+            if current is not None and current._db is self._db and current.active:
+                parent = current
+        if parent is not None:
+            tx = parent.begin_savepoint()
+        else:
+            tx = begin(self._db, isolation=self._isolation, read_only=self._read_only)
+        self._tx = tx
+        self._token = _current.set(tx)
+        return tx
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._tx is not None and self._token is not None
+        # Exited in another context (e.g. a different task): there is nothing to undo there.
+        with suppress(ValueError):
+            _current.reset(self._token)
+        _finish(self._tx, exc)
+
+
+def begin(db: Database, *, isolation: str | None = None, read_only: bool = False) -> Transaction:
+    """Borrow a connection and BEGIN on it (see `Database.begin_transaction`)."""
+    sql = begin_sql(isolation, read_only)
+    conn = db._acquire(write=not read_only)
+    try:
+        conn.execute(sql)
+    except BaseException as exc:
+        db._release(conn)
+        if isinstance(exc, psycopg.Error):
+            raise map_database_error(exc) from exc
+        raise
+    return Transaction(db, conn, isolation=isolation)
+
+
+def _finish(tx: Transaction, exc: BaseException | None) -> None:
+    if not tx.active:
+        return
+    if exc is None:
+        tx.commit()
+    else:
+        try:
+            tx.rollback()
+        except Exception:  # the original error matters more than a failed rollback
+            if tx._savepoint is None:
+                return
+            raise
+
+
+def _run(conn: psycopg.Connection[Any], sql: str) -> None:
+    try:
+        conn.execute(sql)  # type: ignore[arg-type]  # fixed text built here, no input
+    except psycopg.Error as exc:
+        raise map_database_error(exc) from exc
