@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -298,5 +299,45 @@ def test_constraints_hold_rows(built_url: str) -> None:
             assert conn.execute(
                 """DELETE FROM "licensing"."LicenseEvent" RETURNING id"""
             ).fetchall() == [(1,)]
+        finally:
+            conn.rollback()
+
+
+def test_seeds_load_permissions_idempotently_and_demo_data_once(built_url: str) -> None:
+    from schema.processes import PERMISSIONS, seed_demo_data, seed_permissions
+
+    with psycopg.connect(built_url) as conn:
+        try:
+            assert seed_permissions(conn) == len(PERMISSIONS)
+            assert seed_permissions(conn) == len(PERMISSIONS)  # always-run: a second run is a no-op
+            count = conn.execute("""SELECT count(*) FROM "public"."Permission" """).fetchone()
+            assert count == (len(PERMISSIONS),)
+            owner_links = conn.execute(
+                """SELECT count(*) FROM "public"."RolePermission" rp
+                   JOIN "public"."Role" r ON r.id = rp.role_id WHERE r.code = 'owner'"""
+            ).fetchone()
+            assert owner_links == (len(PERMISSIONS),)
+            ids = seed_demo_data(conn)
+            balances = conn.execute(
+                """SELECT sum(balance) FROM "finance"."Wallet" WHERE id = ANY(%s)""",
+                [[ids["wallet:CAFE"], ids["wallet:TIX"], ids["wallet:bob"]]],
+            ).fetchone()
+            assert balances == (Decimal("1290.0000"),)
+            features = conn.execute(
+                """SELECT code, data_type, n_value, t_value, bo_value, j_value
+                   FROM "licensing"."PolicyFeature" ORDER BY code"""
+            ).fetchall()
+            assert [f[:2] for f in features] == [
+                ("max_devices", "NUMBER"),
+                ("offline_mode", "BOOLEAN"),
+                ("receipt_layout", "JSON"),
+                ("support_tier", "TEXT"),
+            ]
+            licenses = conn.execute(
+                """SELECT count(*) FROM "licensing"."License" WHERE status = 'active'"""
+            ).fetchone()
+            assert licenses == (2,)
+            with pytest.raises(psycopg.errors.UniqueViolation), conn.transaction():
+                seed_demo_data(conn)  # run-once: the codes are taken
         finally:
             conn.rollback()
