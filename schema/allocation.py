@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
 from nxdata import (
     Check,
+    Column,
     CommonColumns,
     ForeignKey,
     Index,
@@ -78,7 +80,9 @@ class VenueLayout(CommonColumns):
 
     venue_id: str
     name: str
-    sections: list[Section] = msgspec.field(default_factory=list)
+    sections: Annotated[list[Section], Column(server_default="'[]'::jsonb")] = msgspec.field(
+        default_factory=list
+    )
     is_default: bool = False
 
 
