@@ -1,0 +1,376 @@
+"""The ``nxdata`` command: ``diff``, ``migrate``, ``check`` and ``status``.
+
+    nxdata diff --schema licensing --name add_status   # migrations/licensing/NNNN_add_status.sql
+    nxdata diff --all --dry-run                        # print the SQL, write nothing
+    nxdata migrate --all                               # apply pending files, then processes
+    nxdata check --all                                 # exit 1 when the database drifted
+    nxdata status                                      # applied and pending files per schema
+
+The database comes from ``--url``, else ``NXDATA_DATABASE_URL`` / ``DATABASE_URL``, else
+``--embedded`` (a local PostgreSQL under ``.nxdata/embedded``). The models package and the
+migrations folder come from ``--models`` / ``--migrations-dir``, else ``[tool.nxdata]``.
+Errors are one line on stderr and a non-zero exit status, never a traceback (set
+``NXDATA_DEBUG=1`` to get one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from .config import database_url, redact, validate_url
+from .errors import ConfigurationError, NxdataError, UnsafeMigrationError
+
+if TYPE_CHECKING:
+    from .migrations.discovery import Models
+    from .migrations.project import ProjectSettings
+
+__all__ = ["EXIT_DRIFT", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+"""Any error: bad configuration, unreachable server, failed or refused migration."""
+EXIT_DRIFT = 1
+"""``check`` found differences (and ``diff`` refused destructive statements)."""
+EXIT_INTERRUPTED = 130
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_argument_group("where")
+    where.add_argument(
+        "--url",
+        metavar="URL",
+        help="database URL (default: $NXDATA_DATABASE_URL, then $DATABASE_URL)",
+    )
+    where.add_argument(
+        "--embedded",
+        action="store_true",
+        help="use the embedded PostgreSQL (pgserver) under .nxdata/embedded when no URL is set",
+    )
+    where.add_argument(
+        "--models",
+        metavar="MODULE",
+        help="package declaring the schemas and processes (default: [tool.nxdata] models)",
+    )
+    where.add_argument(
+        "--migrations-dir",
+        metavar="DIR",
+        help="folder of migration files (default: [tool.nxdata] migrations)",
+    )
+
+
+def _scope(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument(
+        "--schema",
+        metavar="NAME",
+        action="append",
+        dest="schemas",
+        help="only this schema (repeatable)",
+    )
+    group.add_argument("--all", action="store_true", help="every schema")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``nxdata`` command."""
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="nxdata",
+        description="Migrations by diff for nxdata declarations.",
+        epilog="Run `nxdata COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"nxdata {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    diff = commands.add_parser(
+        "diff",
+        help="write a migration from the difference between the declarations and the database",
+        description=(
+            "Build a throwaway database from the declarations, diff the target against it with "
+            "migra, and write migrations/{schema}/NNNN_{name}.sql per changed schema. "
+            "Statements that lose data (drops, type narrowing) are refused without --unsafe."
+        ),
+    )
+    _scope(diff, required=True)
+    diff.add_argument("--name", metavar="LABEL", help="file label (default: the UTC time)")
+    diff.add_argument("--unsafe", action="store_true", help="accept statements that lose data")
+    diff.add_argument(
+        "--dry-run",
+        "--print",
+        dest="dry_run",
+        action="store_true",
+        help="print the SQL, write nothing",
+    )
+    _common(diff)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply pending migration files, then seed processes",
+        description=(
+            "Apply the migration files not yet in the journal, in order, each in its own "
+            "transaction, under an advisory lock; then run the due processes."
+        ),
+    )
+    _scope(migrate, required=True)
+    migrate.add_argument("--dry-run", action="store_true", help="list what would run")
+    migrate.add_argument(
+        "--no-processes", action="store_true", help="apply SQL files only, skip processes"
+    )
+    _common(migrate)
+
+    check = commands.add_parser(
+        "check",
+        help="exit non-zero (printing the diff) when the database differs from the declarations",
+        description="Drift detection: exit 0 when the database matches the declarations.",
+    )
+    _scope(check, required=False)
+    _common(check)
+
+    status = commands.add_parser(
+        "status",
+        help="list applied and pending migration files per schema",
+        description="Applied, pending and changed migration files per schema, and processes.",
+    )
+    status.add_argument(
+        "--schema", metavar="NAME", action="append", dest="schemas", help="only this schema"
+    )
+    _common(status)
+    return parser
+
+
+class _Runner:
+    """One command run: settings, URL (maybe an embedded server), output streams."""
+
+    def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+        from .migrations.project import load_settings
+
+        self.args = args
+        self.out = out
+        self.err = err
+        self.settings: ProjectSettings = load_settings(
+            models=args.models, migrations=args.migrations_dir
+        )
+
+    def say(self, message: str) -> None:
+        print(message, file=self.out, flush=True)
+
+    @contextmanager
+    def url(self) -> Iterator[str]:
+        explicit = database_url(self.args.url)
+        if explicit is not None:
+            yield validate_url(explicit)
+            return
+        if not self.args.embedded:
+            raise ConfigurationError(
+                "no database URL: pass --url, set NXDATA_DATABASE_URL (or DATABASE_URL), "
+                "or use --embedded"
+            )
+        from .embedded import EmbeddedPostgres
+
+        server = EmbeddedPostgres(self.settings.root / ".nxdata" / "embedded")
+        self.say(f"starting the embedded PostgreSQL in {server.data_dir} ...")
+        try:
+            yield server.start()
+        finally:
+            server.stop()
+
+    def models(self) -> Models:
+        from .migrations.discovery import load_models
+
+        return load_models(self.settings.models, path=self.settings.root)
+
+    def scope(self) -> list[str] | None:
+        return None if getattr(self.args, "all", False) else self.args.schemas
+
+
+def _cmd_diff(run: _Runner) -> int:
+    from .migrations.generate import generate_migrations
+
+    started = time.perf_counter()
+    models = run.models()
+    root = run.settings.migrations_dir
+    with run.url() as url:
+        try:
+            generated = generate_migrations(
+                url,
+                models,
+                root,
+                schemas=run.scope(),
+                label=run.args.name,
+                unsafe=run.args.unsafe,
+                dry_run=run.args.dry_run,
+            )
+        except UnsafeMigrationError as exc:
+            print(f"nxdata diff: refused: {exc}", file=run.err)
+            return EXIT_DRIFT
+    if not generated:
+        run.say("no changes: the database matches the declarations")
+        return EXIT_OK
+    for item in generated:
+        where = _relative(item.file.path)
+        if run.args.dry_run:
+            run.say(f"-- {where}")
+            run.say(item.text)
+        else:
+            count = len(item.diff.statements)
+            run.say(f"wrote {where} ({count} statement{'s' if count != 1 else ''})")
+            for unsafe in item.diff.unsafe:
+                run.say(f"  warning: {unsafe.reason} (accepted with --unsafe)")
+    run.say(f"done in {time.perf_counter() - started:.2f} s")
+    return EXIT_OK
+
+
+def _cmd_migrate(run: _Runner) -> int:
+    from .migrations.runner import migrate
+
+    started = time.perf_counter()
+    root = run.settings.migrations_dir
+    processes = () if run.args.no_processes else run.models().processes
+    with run.url() as url:
+        result = migrate(
+            url,
+            root,
+            schemas=run.scope(),
+            processes=processes,
+            dry_run=run.args.dry_run,
+            progress=run.say,
+        )
+    if result.dry_run:
+        if not result.steps:
+            run.say("nothing to apply")
+        for step in result.steps:
+            run.say(f"would {'apply' if step.kind == 'sql' else 'run process'} {step.key}")
+        return EXIT_OK
+    if not result.steps:
+        run.say("nothing to apply: the database is up to date")
+    else:
+        files, procs = len(result.files), len(result.processes)
+        run.say(
+            f"applied {files} file{'s' if files != 1 else ''} and ran {procs} "
+            f"process{'es' if procs != 1 else ''} in {time.perf_counter() - started:.2f} s"
+        )
+    return EXIT_OK
+
+
+def _cmd_check(run: _Runner) -> int:
+    from .migrations.generate import check_drift
+
+    models = run.models()
+    with run.url() as url:
+        drift = check_drift(url, models, run.scope())
+        where = redact(url)
+    if not drift:
+        run.say(f"ok: {where} matches the declarations")
+        return EXIT_OK
+    names = ", ".join(d.schema for d in drift)
+    print(f"nxdata check: drift in {names}; the statements that would fix it:", file=run.err)
+    for diff in drift:
+        run.say(f"-- schema {diff.schema}")
+        run.say(diff.sql)
+    return EXIT_DRIFT
+
+
+def _cmd_status(run: _Runner) -> int:
+    from .migrations.journal import read_journal
+    from .migrations.runner import status
+    from .migrations.throwaway import connect
+
+    root = run.settings.migrations_dir
+    with run.url() as url:
+        schemas = status(url, root, run.args.schemas)
+        with connect(url) as conn:
+            done = {e.name: e for e in read_journal(conn) if e.kind == "process"}
+    pending_total = 0
+    for item in schemas:
+        run.say(f"{item.schema}:")
+        if not item.files and not item.missing:
+            run.say("  (no migration files)")
+        for file, state, entry in item.files:
+            detail = ""
+            if entry is not None:
+                detail = (
+                    f"  {entry.applied_at:%Y-%m-%d %H:%M:%S}  {entry.duration_ms:.0f} ms"
+                    f"  {entry.applied_by}"
+                )
+            run.say(f"  {state:<8} {file.name}{detail}")
+            pending_total += state == "pending"
+        for entry in item.missing:
+            run.say(f"  {'missing':<8} {entry.name}  (applied, but the file is gone)")
+    procs = _try_processes(run)
+    if done or procs:
+        run.say("processes:")
+        names = sorted(set(done) | {p.name for p in procs})
+        always = {p.name for p in procs if p.always_run}
+        for name in names:
+            entry = done.get(name)
+            state = "always" if name in always else ("done" if entry else "pending")
+            last = f"  last run {entry.applied_at:%Y-%m-%d %H:%M:%S}" if entry else ""
+            run.say(f"  {state:<8} {name}{last}")
+    run.say(f"{pending_total} pending file{'s' if pending_total != 1 else ''}")
+    return EXIT_OK
+
+
+def _try_processes(run: _Runner) -> Sequence[object]:
+    # Status works without importable models (e.g. on a deploy host with only SQL files);
+    # an explicitly named models package must import, though.
+    try:
+        return run.models().processes
+    except ConfigurationError:
+        if run.args.models:
+            raise
+        return ()
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+_COMMANDS: dict[str, Callable[[_Runner], int]] = {
+    "diff": _cmd_diff,
+    "migrate": _cmd_migrate,
+    "check": _cmd_check,
+    "status": _cmd_status,
+}
+
+
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
+    """Run the ``nxdata`` command; returns the exit status (the console script exits with it)."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        run = _Runner(args, out, err)
+        return _COMMANDS[args.command](run)
+    except NxdataError as exc:
+        if os.environ.get("NXDATA_DEBUG"):
+            raise
+        print(f"nxdata {args.command}: error: {exc}", file=err)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"nxdata {args.command}: interrupted", file=err)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: still one line, with a way to see more
+        if os.environ.get("NXDATA_DEBUG"):
+            raise
+        print(
+            f"nxdata {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(set NXDATA_DEBUG=1 for the traceback)",
+            file=err,
+        )
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

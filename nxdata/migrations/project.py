@@ -1,0 +1,88 @@
+"""Project settings for the migration tools: ``[tool.nxdata]`` in pyproject.toml.
+
+    [tool.nxdata]
+    models = "schema"          # the package whose modules declare the schemas and processes
+    migrations = "migrations"  # the folder of SQL files, one subfolder per schema
+
+Command-line options (``--models``, ``--migrations-dir``) override these values.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigurationError
+
+__all__ = ["DEFAULT_MIGRATIONS", "DEFAULT_MODELS", "ProjectSettings", "load_settings"]
+
+DEFAULT_MODELS = "schema"
+"""The models package used when pyproject.toml names none."""
+DEFAULT_MIGRATIONS = "migrations"
+"""The migrations folder used when pyproject.toml names none."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSettings:
+    """Where the declarations and the migration files are.
+
+    ``root`` is the folder holding pyproject.toml (or the working directory when there is none);
+    a relative ``migrations`` folder is resolved against it.
+    """
+
+    root: Path
+    models: str = DEFAULT_MODELS
+    migrations: Path = Path(DEFAULT_MIGRATIONS)
+
+    @property
+    def migrations_dir(self) -> Path:
+        """The migrations folder as an absolute path."""
+        return self.migrations if self.migrations.is_absolute() else self.root / self.migrations
+
+
+def _find_pyproject(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(
+    start: Path | None = None,
+    *,
+    models: str | None = None,
+    migrations: str | Path | None = None,
+) -> ProjectSettings:
+    """Settings from the nearest pyproject.toml at or above `start` (default: the working
+    directory), with the explicit `models` / `migrations` arguments taking precedence.
+
+    >>> load_settings(models="app.schema").models
+    'app.schema'
+    """
+    start = (start or Path.cwd()).resolve()
+    pyproject = _find_pyproject(start)
+    table: dict[str, object] = {}
+    root = start
+    if pyproject is not None:
+        root = pyproject.parent
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigurationError(f"cannot read {pyproject}: {exc}") from None
+        found = data.get("tool", {}).get("nxdata", {})
+        if not isinstance(found, dict):
+            raise ConfigurationError(f"{pyproject}: [tool.nxdata] must be a table")
+        table = found
+    models_value = models or table.get("models", DEFAULT_MODELS)
+    migrations_value = migrations or table.get("migrations", DEFAULT_MIGRATIONS)
+    if not isinstance(models_value, str) or not models_value:
+        raise ConfigurationError("[tool.nxdata] models must be a module name")
+    if not isinstance(migrations_value, str | Path):
+        raise ConfigurationError("[tool.nxdata] migrations must be a folder path")
+    # An explicit folder is relative to where the command runs, like any path on a command line.
+    migrations_path = Path(migrations_value)
+    if migrations is not None and not migrations_path.is_absolute():
+        migrations_path = Path.cwd() / migrations_path
+    return ProjectSettings(root=root, models=models_value, migrations=migrations_path)

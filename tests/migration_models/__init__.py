@@ -1,0 +1,1 @@
+"""Declarations used by the migration tests (one package per scenario)."""
