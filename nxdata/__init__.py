@@ -26,6 +26,10 @@ from .database_async import AsyncDatabase
 from .ddl import create_sql, create_statements
 from .embedded import EmbeddedPostgres
 from .errors import NxdataError, ValidationError
+from .filters import Filter
+from .locks import Lock
+from .repository import Repository, SoftDeletableRepository
+from .repository_async import AsyncRepository, AsyncSoftDeletableRepository
 from .table import Check, ForeignKey, Index, Schema, Table, Unique, live_unique, table_of
 from .transaction import Transaction
 from .transaction_async import AsyncTransaction
@@ -34,6 +38,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncDatabase",
+    "AsyncRepository",
+    "AsyncSoftDeletableRepository",
     "AsyncTransaction",
     "BigInt",
     "Check",
@@ -42,13 +48,17 @@ __all__ = [
     "CommonColumns",
     "Database",
     "EmbeddedPostgres",
+    "Filter",
     "ForeignKey",
     "Index",
+    "Lock",
     "Money",
     "NxdataError",
     "Real",
+    "Repository",
     "Schema",
     "SmallInt",
+    "SoftDeletableRepository",
     "Table",
     "Transaction",
     "Unique",

@@ -1,0 +1,169 @@
+"""The filter grammar: the `Filter` type, splitting a filter into parts, and its *shape* key.
+
+A filter arrives as a dict or JSON (LoopBack style)::
+
+    {"where": {"status": "active", "amount": {"gt": 10}, "or": [{"tier": "pro"}, {"vip": true}]},
+     "fields": ["id", "name"], "order": ["created_at DESC", "name"], "limit": 20, "offset": 40}
+
+`walk` turns a ``where`` dict into a hashable shape key (column and operator names, nesting and
+which values are ``None``, never the values) plus the values in a fixed order. Statements are
+compiled once per shape and cached, so a repeated shape costs this walk and a dict lookup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .errors import FilterError
+
+__all__ = ["LOGICAL", "OPERATORS", "Filter", "split_filter", "walk"]
+
+OPERATORS = frozenset(
+    {
+        "eq",
+        "neq",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "between",
+        "inq",
+        "nin",
+        "like",
+        "nlike",
+        "ilike",
+        "nilike",
+        "regexp",
+        "iregexp",
+        "contains",
+        "overlaps",
+    }
+)
+"""Per-column operators a ``where`` may use (``{"col": {"op": value}}``)."""
+
+LOGICAL = frozenset({"and", "or"})
+"""Logical keys: ``{"or": [{...}, {...}]}``; lists of conditions that nest."""
+
+_KEYS = frozenset({"where", "fields", "order", "limit", "offset", "skip"})
+
+
+class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
+    """A filter as a typed value; decode an API client's JSON in one call.
+
+    >>> f = Filter.from_json(b'{"where": {"status": "active"}, "limit": 20}')
+    >>> repo.find(f)
+
+    ``skip`` is an alias of ``offset``. Plain dicts with the same keys are accepted everywhere a
+    `Filter` is.
+    """
+
+    where: dict[str, Any] | None = None
+    fields: list[str] | dict[str, bool] | None = None
+    order: list[str] | str | None = None
+    limit: int | None = None
+    offset: int | None = None
+    skip: int | None = None
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Filter:
+        """Decode JSON bytes into a `Filter`; `FilterError` when it is malformed."""
+        try:
+            return _decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise FilterError(str(exc)) from exc
+        except msgspec.DecodeError as exc:
+            raise FilterError(f"malformed JSON: {exc}") from exc
+
+
+_decoder = msgspec.json.Decoder(Filter)
+
+Split = tuple[
+    dict[str, Any] | None,  # where
+    tuple[str, ...] | None,  # fields
+    tuple[str, ...] | None,  # order
+    Any,  # limit
+    Any,  # offset
+]
+
+
+def split_filter(filter: Filter | dict[str, Any] | None, table: str | None = None) -> Split:
+    """``(where, fields, order, limit, offset)`` of a filter, with lists made hashable.
+
+    >>> split_filter({"where": {"a": 1}, "order": "a DESC", "skip": 5})
+    ({'a': 1}, None, ('a DESC',), None, 5)
+    """
+    if filter is None:
+        return None, None, None, None, None
+    if type(filter) is dict:
+        if not filter.keys() <= _KEYS:
+            bad = next(iter(filter.keys() - _KEYS))
+            raise FilterError(
+                f"unknown filter key {bad!r} (one of {', '.join(sorted(_KEYS))})",
+                table=table,
+                part=str(bad),
+            )
+        where = filter.get("where")
+        fields = filter.get("fields")
+        order = filter.get("order")
+        limit = filter.get("limit")
+        offset = filter.get("offset")
+        if offset is None:
+            offset = filter.get("skip")
+    elif isinstance(filter, Filter):
+        where, fields, order, limit = filter.where, filter.fields, filter.order, filter.limit
+        offset = filter.offset if filter.offset is not None else filter.skip
+    else:
+        raise FilterError(
+            f"a filter is a dict or a Filter, not {type(filter).__name__}", table=table
+        )
+    if where is not None and type(where) is not dict:
+        raise FilterError("where must be an object", table=table, part="where")
+    return where, _names(fields, "fields", table), _names(order, "order", table), limit, offset
+
+
+def _names(value: Any, part: str, table: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if type(value) is str:
+        return (value,)
+    if isinstance(value, dict) and part == "fields":  # LoopBack's {"name": true} form
+        value = [k for k, v in value.items() if v]
+    if isinstance(value, list | tuple) and all(type(v) is str for v in value):
+        return tuple(value)
+    raise FilterError(f"{part} must be a list of column names", table=table, part=part)
+
+
+def walk(where: dict[str, Any], values: list[Any], table: str | None = None, part: str = "where"):  # type: ignore[no-untyped-def]
+    """The shape key of a ``where`` dict; appends its values to `values` in key order.
+
+    >>> values = []
+    >>> walk({"a": 1, "b": {"gt": 2, "neq": None}}, values), values
+    ((('a', '', False), ('b', 'gt', False), ('b', 'neq', True)), [1, 2, None])
+    """
+    key: list[Any] = []
+    for name, cond in where.items():
+        if name in LOGICAL:
+            if type(cond) is not list:
+                raise FilterError(
+                    f"{name} takes a list of conditions", table=table, part=f"{part}.{name}"
+                )
+            subs = []
+            for i, item in enumerate(cond):
+                if type(item) is not dict:
+                    raise FilterError(
+                        "each condition must be an object", table=table, part=f"{part}.{name}[{i}]"
+                    )
+                subs.append(walk(item, values, table, f"{part}.{name}[{i}]"))
+            key.append((name, tuple(subs)))
+        elif type(cond) is dict:
+            if not cond:
+                raise FilterError("empty operator object", table=table, part=f"{part}.{name}")
+            for op, value in cond.items():
+                key.append((name, op, value is None))
+                values.append(value)
+        else:
+            key.append((name, "", cond is None))  # "" = plain equality
+            values.append(cond)
+    return tuple(key)

@@ -1,0 +1,784 @@
+# Generated from nxdata/repository_async.py by nxdata/_async_to_sync.py: do not edit.
+"""Repositories: typed reads and writes of one table through filters (asyncio flavour).
+
+>>> users = Repository(db, User)
+>>> users.create({"email": "a@example.com", "name": "Ann"})
+>>> users.find({"where": {"name": {"ilike": "a%"}}, "order": ["name"], "limit": 20})
+
+The executor is thin: statements come from `nxdata.compiler` (cached per shape), rows from
+`nxdata.rows`. The sync `Repository` in ``repository.py`` is generated from this file.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import msgspec
+import psycopg
+
+from .compiler import Compiled, Compiler, _write_converter
+from .database import Database
+from .errors import DeclarationError, FilterError, TransactionError, map_database_error
+from .filters import Filter, split_filter, walk
+from .locks import Lock
+from .table import Table, table_of
+from .transaction import Transaction
+
+__all__ = ["Repository", "SoftDeletableRepository"]
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+FilterLike = Filter | Mapping[str, Any] | None
+Where = Mapping[str, Any] | None
+Data = Mapping[str, Any] | msgspec.Struct
+
+_ALL, _ONE, _COUNT = 0, 1, 2
+_MAX_SHAPES = 4096  # a bound on the statement cache: shapes are few unless someone probes us
+_UNSET = msgspec.UNSET
+_cursor_names = itertools.count(1)
+
+
+class Repository(Generic[T]):
+    """Reads and writes of one declared table, rows typed as its Struct ``T``.
+
+    >>> licenses = Repository(db, License, max_limit=500)
+    >>> row = licenses.find_by_id(license_id)
+    >>> n = licenses.count({"status": "active"})
+
+    Every method takes ``transaction=`` (keyword-only); reads take ``lock=`` too, which needs a
+    transaction. ``max_limit`` caps a filter's ``limit`` (`FilterError` above it; None: no cap).
+    """
+
+    soft_delete: bool = False
+
+    def __init__(self, db: Database, row_type: type[T], *, max_limit: int | None = 1000) -> None:
+        self.db = db
+        self.row_type = row_type
+        self.table: Table[T] = table_of(row_type)
+        self.max_limit = max_limit
+        self._compiler = Compiler(self.table)
+        self._cache: dict[Any, Compiled] = {}
+        self._raw_decoders: dict[tuple[str, ...], Any] = {}
+        self._name = self.table.qualified_name
+        if len(self.table.primary_key) == 0:
+            self._by_id_ok = False
+        else:
+            self._by_id_ok = True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.row_type.__name__})"
+
+    # -- the compile cache -------------------------------------------------------------------------
+
+    def _statement(self, key: Any, build: Any, *args: Any, **kwargs: Any) -> Compiled:
+        try:
+            return self._cache[key]
+        except KeyError:
+            pass
+        except TypeError as exc:  # an unhashable name somewhere in the filter
+            raise FilterError(f"malformed filter: {exc}", table=self._name) from None
+        compiled: Compiled = build(*args, **kwargs)
+        if len(self._cache) >= _MAX_SHAPES:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = compiled
+        return compiled
+
+    def _live(self, include_deleted: bool) -> bool:
+        return self.soft_delete and not include_deleted
+
+    def _where(self, where: Where, values: list[Any]) -> tuple[Any, ...] | None:
+        if not where:
+            return None
+        if type(where) is not dict:
+            if not isinstance(where, Mapping):
+                raise FilterError("where must be an object", table=self._name, part="where")
+            where = dict(where)
+        return walk(where, values, self._name)  # type: ignore[arg-type]
+
+    def _paging(self, value: Any, part: str, values: list[Any]) -> bool:
+        if value is None:
+            return False
+        if type(value) is not int or value < 0:
+            raise FilterError(
+                f"{part} must be a non-negative integer, got {value!r}", table=self._name, part=part
+            )
+        if part == "limit" and self.max_limit is not None and value > self.max_limit:
+            raise FilterError(
+                f"limit {value} is above the maximum of {self.max_limit}",
+                table=self._name,
+                part=part,
+            )
+        values.append(value)
+        return True
+
+    def _select(
+        self,
+        filter: FilterLike,
+        lock: Lock | None,
+        transaction: Transaction | None,
+        include_deleted: bool,
+        *,
+        by_id: Any = _UNSET,
+        one: bool = False,
+    ) -> tuple[Compiled, list[Any]]:
+        if lock is not None and transaction is None:
+            raise TransactionError(
+                f"lock={lock.sql} needs a transaction: pass transaction=tx (a lock taken outside "
+                "one would be released at once)"
+            )
+        where, fields, order, limit, offset = split_filter(filter, self._name)  # type: ignore[arg-type]
+        values: list[Any] = [] if by_id is _UNSET else [by_id]
+        where_key = self._where(where, values)
+        live = self._live(include_deleted)
+        if by_id is not _UNSET:
+            key = ("by_id", where_key, fields, lock, live)
+            return self._statement(
+                key,
+                self._compiler.select,
+                where_key,
+                fields,
+                None,
+                False,
+                False,
+                lock,
+                live,
+                by_id=True,
+            ), values
+        if one:
+            has_limit = True
+            values.append(1)
+        else:
+            has_limit = self._paging(limit, "limit", values)
+        has_offset = self._paging(offset, "offset", values)
+        key = ("select", where_key, fields, order, has_limit, has_offset, lock, live)
+        return self._statement(
+            key,
+            self._compiler.select,
+            where_key,
+            fields,
+            order,
+            has_limit,
+            has_offset,
+            lock,
+            live,
+        ), values
+
+    # -- execution ---------------------------------------------------------------------------------
+
+    def _execute(
+        self,
+        sql: Any,
+        params: Sequence[Any] | None,
+        transaction: Transaction | None,
+        mode: int,
+        *,
+        write: bool,
+    ) -> Any:
+        conn = transaction.connection if transaction is not None else self.db._acquire(write=write)
+        try:
+            cursor = conn.execute(sql, params)
+            if mode == _ALL:
+                return cursor.fetchall()
+            if mode == _ONE:
+                return cursor.fetchone()
+            return cursor.rowcount
+        except psycopg.Error as exc:
+            raise map_database_error(exc) from exc
+        finally:
+            if transaction is None:
+                self.db._release(conn)
+
+    def _rows(
+        self,
+        statement: Compiled,
+        values: Sequence[Any],
+        transaction: Transaction | None,
+        *,
+        write: bool,
+    ) -> list[T]:
+        rows = self._execute(
+            statement.sql, statement.params(values), transaction, _ALL, write=write
+        )
+        assert statement.decoder is not None
+        return statement.decoder.many(rows)
+
+    def _row(
+        self,
+        statement: Compiled,
+        values: Sequence[Any],
+        transaction: Transaction | None,
+        *,
+        write: bool,
+    ) -> T | None:
+        row = self._execute(statement.sql, statement.params(values), transaction, _ONE, write=write)
+        if row is None:
+            return None
+        assert statement.decoder is not None
+        return statement.decoder.one(row)  # type: ignore[no-any-return]
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def find(
+        self,
+        filter: FilterLike = None,
+        *,
+        lock: Lock | None = None,
+        transaction: Transaction | None = None,
+        include_deleted: bool = False,
+    ) -> list[T]:
+        """Rows matching a filter (where, fields, order, limit, offset).
+
+        >>> repo.find({"where": {"status": {"inq": ["a", "b"]}}, "order": "name", "limit": 5})
+        """
+        statement, values = self._select(filter, lock, transaction, include_deleted)
+        return self._rows(statement, values, transaction, write=lock is not None)
+
+    def find_one(
+        self,
+        filter: FilterLike = None,
+        *,
+        lock: Lock | None = None,
+        transaction: Transaction | None = None,
+        include_deleted: bool = False,
+    ) -> T | None:
+        """The first row matching a filter, or None.
+
+        >>> repo.find_one({"where": {"email": "a@example.com"}})
+        """
+        statement, values = self._select(filter, lock, transaction, include_deleted, one=True)
+        return self._row(statement, values, transaction, write=lock is not None)
+
+    def find_by_id(
+        self,
+        id: Any,
+        filter: FilterLike = None,
+        *,
+        lock: Lock | None = None,
+        transaction: Transaction | None = None,
+        include_deleted: bool = False,
+    ) -> T | None:
+        """The row with this primary key (a tuple for a composite key), or None.
+
+        ``filter`` may add ``where`` conditions and ``fields``.
+
+        >>> repo.find_by_id("0b6c...", lock=Lock.UPDATE, transaction=tx)
+        """
+        statement, values = self._select(filter, lock, transaction, include_deleted, by_id=id)
+        return self._row(statement, values, transaction, write=lock is not None)
+
+    def count(
+        self,
+        where: Where = None,
+        *,
+        transaction: Transaction | None = None,
+        include_deleted: bool = False,
+    ) -> int:
+        """How many rows match a where clause.
+
+        >>> repo.count({"status": "active"})
+        """
+        values: list[Any] = []
+        where_key = self._where(where, values)
+        live = self._live(include_deleted)
+        statement = self._statement(
+            ("count", where_key, live), self._compiler.aggregate, where_key, live, "count"
+        )
+        row = self._execute(statement.sql, statement.params(values), transaction, _ONE, write=False)
+        return int(row[0])
+
+    def exists(
+        self,
+        where: Where = None,
+        *,
+        transaction: Transaction | None = None,
+        include_deleted: bool = False,
+    ) -> bool:
+        """True when at least one row matches a where clause.
+
+        >>> repo.exists({"email": "a@example.com"})
+        """
+        values: list[Any] = []
+        where_key = self._where(where, values)
+        live = self._live(include_deleted)
+        statement = self._statement(
+            ("exists", where_key, live), self._compiler.aggregate, where_key, live, "exists"
+        )
+        row = self._execute(statement.sql, statement.params(values), transaction, _ONE, write=False)
+        return bool(row[0])
+
+    def iterate(
+        self,
+        filter: FilterLike = None,
+        *,
+        batch_size: int = 2000,
+        lock: Lock | None = None,
+        transaction: Transaction | None = None,
+        include_deleted: bool = False,
+    ) -> Iterator[T]:
+        """Stream matching rows through a server-side cursor, `batch_size` rows at a time, so
+        memory stays flat however many rows match.
+
+        >>> for row in repo.iterate({"order": "id"}):
+        ...     handle(row)
+
+        Without a transaction it holds one connection until the iteration ends (or the
+        generator is closed).
+        """
+        statement, values = self._select(filter, lock, transaction, include_deleted)
+        decoder = statement.decoder
+        assert decoder is not None
+        own = transaction is None
+        conn = self.db._acquire(write=False) if own else transaction.connection  # type: ignore[union-attr]
+        try:
+            if own:
+                conn.execute("BEGIN")  # a server-side cursor lives in a transaction
+            name = f"nxdata_iter_{next(_cursor_names)}"
+            with conn.cursor(name=name) as cursor:
+                cursor.execute(statement.sql, statement.params(values))
+                while True:
+                    rows = cursor.fetchmany(batch_size)
+                    if not rows:
+                        break
+                    for row in decoder.many(rows):  # noqa: RUF100, UP028 (no yield from in async)
+                        yield row
+            if own:
+                conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            raise map_database_error(exc) from exc
+        finally:
+            if own:
+                self.db._release(conn)  # rolls back if the loop stopped early
+
+    def query(
+        self,
+        query: Any,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        transaction: Transaction | None = None,
+    ) -> list[T]:
+        """The escape hatch: run your own PyPika query or ``psycopg.sql`` statement and get typed
+        rows back. Result columns are matched to the table's columns by name; columns the query
+        does not return are ``UNSET``.
+
+        >>> from pypika import Parameter, PostgreSQLQuery, Table
+        >>> t = Table("License", schema="licensing")
+        >>> q = PostgreSQLQuery.from_(t).select("*").where(t.seats > Parameter("%s"))
+        >>> repo.query(q, [10])
+        """
+        if hasattr(query, "get_sql") and not isinstance(query, psycopg.sql.Composable):
+            query = query.get_sql()
+        conn = transaction.connection if transaction is not None else self.db._acquire(write=True)
+        try:
+            cursor = conn.execute(query, params)
+            rows = cursor.fetchall() if cursor.description is not None else []
+            names = tuple(d.name for d in cursor.description or ())
+        except psycopg.Error as exc:
+            raise map_database_error(exc) from exc
+        finally:
+            if transaction is None:
+                self.db._release(conn)
+        decode = self._raw_decoders.get(names)
+        if decode is None:
+            decode = self._raw_decoders[names] = _raw_decoder(self.table, names)
+        return [decode(row) for row in rows]
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    def create(self, data: Data, *, transaction: Transaction | None = None) -> T:
+        """Insert one row (validated against the insert type) and return it as stored.
+
+        >>> repo.create({"name": "Ann"})     # ValidationError names a bad field
+        """
+        fields, values = _set_fields(self.table.validate_insert(data))
+        statement = self._statement(("insert", fields), self._compiler.insert, fields)
+        row = self._row(statement, values, transaction, write=True)
+        assert row is not None
+        return row
+
+    @overload
+    def create_all(
+        self,
+        rows: Iterable[Data],
+        *,
+        returning: Literal[False] = False,
+        transaction: Transaction | None = None,
+    ) -> int: ...
+
+    @overload
+    def create_all(
+        self,
+        rows: Iterable[Data],
+        *,
+        returning: Literal[True],
+        transaction: Transaction | None = None,
+    ) -> list[T]: ...
+
+    def create_all(
+        self,
+        rows: Iterable[Data],
+        *,
+        returning: bool = False,
+        transaction: Transaction | None = None,
+    ) -> int | list[T]:
+        """Insert many rows; COPY when no rows are wanted back, else one INSERT ... SELECT FROM
+        unnest(...) RETURNING per column set. Returns the count, or the rows with
+        ``returning=True``. Validation happens for every row before anything is written.
+
+        >>> repo.create_all([{"name": "a"}, {"name": "b"}])
+        2
+        """
+        groups: dict[tuple[str, ...], list[list[Any]]] = {}
+        for item in rows:
+            fields, values = _set_fields(self.table.validate_insert(item))
+            groups.setdefault(fields, []).append(values)
+        if not groups:
+            return [] if returning else 0
+        conn = transaction.connection if transaction is not None else self.db._acquire(write=True)
+        out: list[T] = []
+        count = 0
+        try:
+            if transaction is None and len(groups) > 1:
+                conn.execute("BEGIN")  # all groups or none
+            for fields, group in groups.items():
+                if returning:
+                    statement = self._statement(
+                        ("insert_many", fields), self._compiler.insert_many, fields
+                    )
+                    columns = [list(column) for column in zip(*group, strict=True)]
+                    cursor = conn.execute(statement.sql, statement.params(columns))
+                    assert statement.decoder is not None
+                    out.extend(statement.decoder.many(cursor.fetchall()))
+                else:
+                    converters = [_write_converter(self.table.by_field[f]) for f in fields]
+                    with (
+                        conn.cursor() as cursor,
+                        cursor.copy(self._compiler.copy_sql(fields)) as copy,
+                    ):
+                        for values in group:
+                            copy.write_row([c(v) for c, v in zip(converters, values, strict=True)])
+                    count += len(group)
+            if transaction is None and len(groups) > 1:
+                conn.execute("COMMIT")
+        except psycopg.Error as exc:
+            raise map_database_error(exc) from exc
+        finally:
+            if transaction is None:
+                self.db._release(conn)
+        return out if returning else count
+
+    def update_by_id(
+        self, id: Any, data: Data, *, transaction: Transaction | None = None
+    ) -> T | None:
+        """Update the given columns of one row; returns it, or None when there is no such row.
+
+        ``modified_at`` (any ``on_update`` column) is set too; the primary key, ``created_at``
+        and other immutable columns are rejected by validation.
+
+        >>> repo.update_by_id(row.id, {"status": "revoked"})
+        """
+        fields, values = _set_fields(self.table.validate_update(data))
+        values.append(id)
+        live = self._live(False)
+        statement = self._statement(
+            ("update_by_id", fields, live),
+            self._compiler.update,
+            fields,
+            None,
+            True,
+            live,
+            True,
+        )
+        return self._row(statement, values, transaction, write=True)
+
+    @overload
+    def update_all(
+        self,
+        data: Data,
+        where: Where,
+        *,
+        returning: Literal[False] = False,
+        transaction: Transaction | None = None,
+    ) -> int: ...
+
+    @overload
+    def update_all(
+        self,
+        data: Data,
+        where: Where,
+        *,
+        returning: Literal[True],
+        transaction: Transaction | None = None,
+    ) -> list[T]: ...
+
+    def update_all(
+        self,
+        data: Data,
+        where: Where,
+        *,
+        returning: bool = False,
+        transaction: Transaction | None = None,
+    ) -> int | list[T]:
+        """Update every row matching `where` (``{}`` or None: all rows); returns the count, or
+        the updated rows with ``returning=True``.
+
+        >>> repo.update_all({"status": "expired"}, {"expires_at": {"lt": now}})
+        """
+        fields, values = _set_fields(self.table.validate_update(data))
+        where_key = self._where(where, values)
+        live = self._live(False)
+        statement = self._statement(
+            ("update_all", fields, where_key, live, returning),
+            self._compiler.update,
+            fields,
+            where_key,
+            False,
+            live,
+            returning,
+        )
+        if returning:
+            return self._rows(statement, values, transaction, write=True)
+        return self._execute(  # type: ignore[no-any-return]
+            statement.sql, statement.params(values), transaction, _COUNT, write=True
+        )
+
+    def delete_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
+        """Delete one row; returns it as it was, or None when there is no such row.
+
+        >>> repo.delete_by_id(row.id)
+        """
+        statement = self._statement(
+            ("delete_by_id",), self._compiler.delete, None, True, False, True
+        )
+        return self._row(statement, [id], transaction, write=True)
+
+    @overload
+    def delete_all(
+        self,
+        where: Where,
+        *,
+        returning: Literal[False] = False,
+        transaction: Transaction | None = None,
+    ) -> int: ...
+
+    @overload
+    def delete_all(
+        self,
+        where: Where,
+        *,
+        returning: Literal[True],
+        transaction: Transaction | None = None,
+    ) -> list[T]: ...
+
+    def delete_all(
+        self,
+        where: Where,
+        *,
+        returning: bool = False,
+        transaction: Transaction | None = None,
+    ) -> int | list[T]:
+        """Delete every row matching `where`; returns the count (or the rows).
+
+        >>> repo.delete_all({"status": "draft"})
+        """
+        values: list[Any] = []
+        where_key = self._where(where, values)
+        statement = self._statement(
+            ("delete_all", where_key, returning),
+            self._compiler.delete,
+            where_key,
+            False,
+            False,
+            returning,
+        )
+        if returning:
+            return self._rows(statement, values, transaction, write=True)
+        return self._execute(  # type: ignore[no-any-return]
+            statement.sql, statement.params(values), transaction, _COUNT, write=True
+        )
+
+    def upsert(
+        self,
+        data: Data,
+        *,
+        conflict: Sequence[str],
+        update: Sequence[str] | None = None,
+        transaction: Transaction | None = None,
+    ) -> T | None:
+        """INSERT ... ON CONFLICT (conflict) DO UPDATE SET update; returns the row.
+
+        ``update`` defaults to every inserted column that may be updated and is not a conflict
+        column; an empty list means DO NOTHING, and then a conflict returns None.
+
+        >>> repo.upsert({"email": "a@x.io", "name": "Ann"}, conflict=["email"])
+        """
+        fields, values = _set_fields(self.table.validate_insert(data))
+        conflict_cols = tuple(self._compiler.column(c, "conflict").field for c in conflict)
+        if update is None:
+            updatable = {c.field for c in self.table.updatable_columns}
+            update_cols = tuple(f for f in fields if f in updatable and f not in conflict_cols)
+        else:
+            update_cols = tuple(self._compiler.column(c, "update").field for c in update)
+            allowed = {c.field for c in self.table.updatable_columns}
+            for name in update_cols:
+                if name not in allowed:
+                    raise DeclarationError(f"upsert may not update {name!r}", table=self._name)
+        statement = self._statement(
+            ("upsert", fields, conflict_cols, update_cols, self.soft_delete),
+            self._compiler.insert,
+            fields,
+            conflict_cols,
+            update_cols,
+            self.soft_delete,
+        )
+        return self._row(statement, values, transaction, write=True)
+
+
+class SoftDeletableRepository(Repository[T]):
+    """A repository that never shows soft-deleted rows and deletes by setting ``deleted_at``.
+
+    Every read (find, count, exists, iterate) and every update skips rows whose soft-delete
+    column is set, unless a read passes ``include_deleted=True``. ``delete_by_id`` /
+    ``delete_all`` set it to now(); ``restore_by_id`` clears it; ``hard_delete_by_id`` deletes.
+
+    >>> products = SoftDeletableRepository(db, Product)
+    >>> products.delete_by_id(pid)          # UPDATE ... SET deleted_at = now()
+    >>> products.find_by_id(pid) is None
+    True
+    """
+
+    soft_delete = True
+
+    def __init__(self, db: Database, row_type: type[T], *, max_limit: int | None = 1000) -> None:
+        super().__init__(db, row_type, max_limit=max_limit)
+        soft = self.table.soft_delete_column
+        if soft is None:
+            raise DeclarationError(
+                "has no soft-delete column (Column(soft_delete=True), e.g. deleted_at)",
+                table=self._name,
+            )
+        self._soft_sets = ((soft.name, "now()"),)
+
+    def delete_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
+        """Soft-delete one live row (``deleted_at = now()``); returns it, or None.
+
+        >>> products.delete_by_id(pid)
+        """
+        statement = self._statement(
+            ("soft_delete_by_id",),
+            self._compiler.update,
+            (),
+            None,
+            True,
+            True,
+            True,
+            raw_sets=self._soft_sets,
+        )
+        return self._row(statement, [id], transaction, write=True)
+
+    def delete_all(  # type: ignore[override]
+        self,
+        where: Where,
+        *,
+        returning: bool = False,
+        transaction: Transaction | None = None,
+    ) -> int | list[T]:
+        """Soft-delete every live row matching `where`; returns the count (or the rows).
+
+        >>> products.delete_all({"status": "discontinued"})
+        """
+        values: list[Any] = []
+        where_key = self._where(where, values)
+        statement = self._statement(
+            ("soft_delete_all", where_key, returning),
+            self._compiler.update,
+            (),
+            where_key,
+            False,
+            True,
+            returning,
+            raw_sets=self._soft_sets,
+        )
+        if returning:
+            return self._rows(statement, values, transaction, write=True)
+        return self._execute(  # type: ignore[no-any-return]
+            statement.sql, statement.params(values), transaction, _COUNT, write=True
+        )
+
+    def restore_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
+        """Undo a soft delete; returns the restored row, or None if it was not deleted.
+
+        >>> products.restore_by_id(pid)
+        """
+        assert self.table.soft_delete_column is not None
+        statement = self._statement(
+            ("restore_by_id",),
+            self._compiler.update,
+            (),
+            None,
+            True,
+            False,
+            True,
+            raw_sets=((self.table.soft_delete_column.name, "NULL"),),
+            require_deleted=True,
+        )
+        return self._row(statement, [id], transaction, write=True)
+
+    def hard_delete_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
+        """Delete one row for real, deleted or not; returns it as it was, or None.
+
+        >>> products.hard_delete_by_id(pid)
+        """
+        statement = self._statement(
+            ("hard_delete_by_id",), self._compiler.delete, None, True, False, True
+        )
+        return self._row(statement, [id], transaction, write=True)
+
+
+def _set_fields(validated: msgspec.Struct) -> tuple[tuple[str, ...], list[Any]]:
+    """The fields a validated insert/update sets (not UNSET), and their values."""
+    fields = []
+    values = []
+    for name in validated.__struct_fields__:
+        value = getattr(validated, name)
+        if value is not _UNSET:
+            fields.append(name)
+            values.append(value)
+    return tuple(fields), values
+
+
+def _raw_decoder(table: Table[Any], names: tuple[str, ...]) -> Any:
+    """A decoder for rows of an arbitrary query, by result column name (escape hatch)."""
+    columns = []
+    for name in names:
+        column = table.by_name.get(name) or table.by_field.get(name)
+        if column is None:
+            raise FilterError(
+                f"the query returns column {name!r}, which {table.qualified_name} does not have",
+                table=table.qualified_name,
+            )
+        columns.append(column)
+    template = [_UNSET] * len(table.columns)
+    index = {c.name: i for i, c in enumerate(table.columns)}
+    slots = [index[c.name] for c in columns]
+    row_type = table.row_type
+
+    def convert(column: Any, value: Any) -> Any:
+        if value is None:
+            return None
+        if column.kind == "json":
+            if isinstance(value, str):
+                return msgspec.json.decode(value, type=column.python_type)
+            return msgspec.convert(value, column.python_type)
+        if column.kind == "enum":
+            return column.python_type(value)
+        return value
+
+    def decode(row: Sequence[Any]) -> Any:
+        values = list(template)
+        for slot, column, value in zip(slots, columns, row, strict=True):
+            values[slot] = convert(column, value)
+        return row_type(*values)
+
+    return decode
