@@ -174,6 +174,8 @@ def _reason(stmt: Any, column_types: Mapping[ColumnKey, str]) -> str | None:
             old_text = column_types.get((schema, relation.relname, cmd.name))
             new = _type_of(cmd.def_.typeName)
             if old_text is None or not is_widening(normalize_type(old_text), new):
-                what = f"{old_text} to {new.name}" if old_text else f"to {new.name}"
+                new_text = new.name + (f"({','.join(map(str, new.mods))})" if new.mods else "")
+                new_text += "[]" if new.array else ""
+                what = f"{old_text} to {new_text}" if old_text else f"to {new_text}"
                 return f"changes the type of {relation.relname}.{cmd.name} ({what})"
     return None
