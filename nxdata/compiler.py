@@ -530,6 +530,7 @@ class Compiler:
             sets = [
                 f"{_quote(c.name)} = EXCLUDED.{_quote(c.name)}"
                 for c in (self.column(n, "update") for n in update or ())
+                if not (live_reset and c is self.soft)  # set to NULL below instead
             ]
             if sets:
                 sets += [
