@@ -51,7 +51,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--embedded",
         action="store_true",
-        help="use the embedded PostgreSQL (pgserver) under .nxdata/embedded when no URL is set",
+        help="use the embedded PostgreSQL (pgserver) under .nxdata/embedded instead of a URL",
     )
     where.add_argument(
         "--models",
@@ -163,23 +163,25 @@ class _Runner:
 
     @contextmanager
     def url(self) -> Iterator[str]:
-        explicit = database_url(self.args.url)
-        if explicit is not None:
-            yield validate_url(explicit)
+        if self.args.embedded:
+            if self.args.url:
+                raise ConfigurationError("--url and --embedded exclude each other")
+            from .embedded import EmbeddedPostgres
+
+            server = EmbeddedPostgres(self.settings.root / ".nxdata" / "embedded")
+            self.say(f"using the embedded PostgreSQL in {server.data_dir}")
+            try:
+                yield server.start()
+            finally:
+                server.stop()
             return
-        if not self.args.embedded:
+        explicit = database_url(self.args.url)
+        if explicit is None:
             raise ConfigurationError(
                 "no database URL: pass --url, set NXDATA_DATABASE_URL (or DATABASE_URL), "
                 "or use --embedded"
             )
-        from .embedded import EmbeddedPostgres
-
-        server = EmbeddedPostgres(self.settings.root / ".nxdata" / "embedded")
-        self.say(f"starting the embedded PostgreSQL in {server.data_dir} ...")
-        try:
-            yield server.start()
-        finally:
-            server.stop()
+        yield validate_url(explicit)
 
     def models(self) -> Models:
         from .migrations.discovery import load_models

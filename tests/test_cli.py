@@ -1,0 +1,232 @@
+"""The ``nxdata`` command: help for every command, one-line errors without tracebacks, and the
+whole workflow (diff → migrate → check → status) through `nxdata.cli.main`."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nxdata.cli import main
+from tests.migration_models.helpers import query, write_models
+
+ROOT = Path(__file__).resolve().parent.parent
+SHOP = "tests.migration_models.shop"
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """The real console entry point in a subprocess: (exit status, stdout, stderr)."""
+    full_env = {
+        k: v for k, v in os.environ.items() if k not in ("NXDATA_DATABASE_URL", "DATABASE_URL")
+    }
+    full_env["PYTHONPATH"] = str(ROOT)
+    full_env.update(env or {})
+    done = subprocess.run(
+        [sys.executable, "-m", "nxdata.cli", *args],
+        cwd=cwd or ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def call(*args: str) -> tuple[int, str, str]:
+    """`main` in this process: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize("command", [[], ["diff"], ["migrate"], ["check"], ["status"]])
+def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: nxdata")
+    assert "--url" in text or not command
+    if command in (["diff"], ["migrate"]):
+        assert "--schema NAME | --all" in text
+
+
+def test_console_script_is_installed() -> None:
+    script = Path(sys.executable).parent / "nxdata"
+    done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "diff" in done.stdout
+
+
+def _one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code != 0
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+def test_error_invalid_url(tmp_path: Path) -> None:
+    code, _, err = run_cli(
+        "status", "--url", "postgresql://me:secret@host:notaport/db", cwd=tmp_path
+    )
+    _one_line_error(code, err, "nxdata status: error: invalid database URL", "***")
+    assert "secret" not in err
+
+
+def test_error_unreachable_server(tmp_path: Path) -> None:
+    (tmp_path / "migrations").mkdir()
+    code, _, err = run_cli(
+        "migrate",
+        "--all",
+        "--no-processes",
+        "--url",
+        "postgresql://postgres@127.0.0.1:1/nope",
+        "--migrations-dir",
+        str(tmp_path / "migrations"),
+        cwd=tmp_path,
+    )
+    _one_line_error(code, err, "cannot connect to postgresql://postgres@127.0.0.1:1/nope")
+
+
+def test_error_unknown_database(admin_url: str, tmp_path: Path) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    url = make_conninfo(admin_url, dbname="nxdata_no_such_database")
+    code, _, err = run_cli("check", "--all", "--models", SHOP, "--url", url, cwd=ROOT)
+    _one_line_error(code, err, "cannot connect", "nxdata_no_such_database")
+
+
+def test_error_missing_models_module(test_database_url: str) -> None:
+    code, _, err = run_cli(
+        "diff", "--all", "--models", "no_such_models", "--url", test_database_url
+    )
+    _one_line_error(code, err, "cannot import the models module 'no_such_models'")
+
+
+def test_error_missing_migrations_folder(test_database_url: str, tmp_path: Path) -> None:
+    code, _, err = run_cli(
+        "migrate",
+        "--all",
+        "--no-processes",
+        "--migrations-dir",
+        str(tmp_path / "absent"),
+        env={"NXDATA_DATABASE_URL": test_database_url},
+        cwd=tmp_path,
+    )
+    _one_line_error(code, err, "migrations folder", "does not exist")
+
+
+def test_error_no_database_url(tmp_path: Path) -> None:
+    code, _, err = run_cli("status", cwd=tmp_path)
+    _one_line_error(code, err, "no database URL", "--embedded")
+
+
+def test_error_url_and_embedded(tmp_path: Path) -> None:
+    code, _, err = run_cli("status", "--embedded", "--url", "postgresql://x@y/z", cwd=tmp_path)
+    _one_line_error(code, err, "exclude each other")
+
+
+def test_usage_error_without_scope() -> None:
+    code, _, err = run_cli("migrate")
+    assert code == 2 and "one of the arguments --schema --all is required" in err
+
+
+def test_workflow(fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NXDATA_DATABASE_URL", fresh_database_url)
+    monkeypatch.chdir(tmp_path)
+    common = ["--models", SHOP, "--migrations-dir", "migrations"]
+
+    code, out, _ = call("diff", "--all", "--dry-run", *common)
+    assert code == 0 and 'create table "mt_sales"."Order"' in out
+    assert not (tmp_path / "migrations").exists()
+
+    code, out, _ = call("diff", "--all", "--name", "init", *common)
+    assert code == 0
+    assert "wrote migrations/mt_catalog/0001_init.sql" in out
+    assert "wrote migrations/mt_sales/0001_init.sql" in out
+
+    code, out, err = call("check", "--all", *common)
+    assert code == 1 and "drift in mt_catalog, mt_sales" in err and "create table" in out
+
+    code, out, _ = call("status", *common)
+    assert code == 0 and "pending  0001_init" in out and "2 pending files" in out
+
+    code, out, _ = call("migrate", "--all", "--dry-run", *common)
+    assert code == 0 and "would apply mt_catalog/0001_init" in out
+
+    code, out, _ = call("migrate", "--all", *common)
+    assert code == 0
+    assert "applied  mt_catalog/0001_init in" in out
+    assert "ran      process mt_sales-0001-seed-permissions in" in out
+    assert "applied 2 files and ran 2 processes" in out
+
+    code, out, _ = call("check", *common)
+    assert code == 0 and out.startswith("ok: ")
+
+    code, out, _ = call("diff", "--schema", "mt_sales", *common)
+    assert code == 0 and "no changes" in out
+
+    code, out, _ = call("status", *common)
+    assert "applied  0001_init" in out and "done     mt_sales-0001-seed-permissions" in out
+    assert "always   mt_sales-0002-count-runs" in out and "0 pending files" in out
+
+    code, out, _ = call("migrate", "--schema", "mt_catalog", *common)
+    assert code == 0 and "nothing to apply" in out
+
+
+def test_diff_refuses_unsafe_changes(fresh_database_url: str, tmp_path: Path) -> None:
+    after = 'u = nx.Schema("mx_cli")\n\n@u.table("T")\nclass T(msgspec.Struct):\n    a: int\n'
+    before = after + "    b: int\n"
+    first, second = write_models(tmp_path, before), write_models(tmp_path, after)
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    assert call("diff", "--all", "--models", first, *where)[0] == 0
+    assert call("migrate", "--all", "--models", first, *where)[0] == 0
+
+    code, out, err = call("diff", "--all", "--models", second, *where)
+    assert code == 1
+    assert "refused" in err and 'drops column T.b: alter table "mx_cli"."T" drop column "b";' in err
+    assert len(list((tmp_path / "migrations/mx_cli").iterdir())) == 1
+
+    code, out, _ = call("diff", "--all", "--unsafe", "--name", "drop b", "--models", second, *where)
+    assert code == 0 and "0002_drop_b.sql" in out and "warning: drops column T.b" in out
+    assert call("migrate", "--all", "--models", second, *where)[0] == 0
+    assert call("check", "--all", "--models", second, *where)[0] == 0
+    assert query(fresh_database_url, "SELECT count(*) FROM nxdata_migrations.journal") == [(2,)]
+
+
+def test_tampered_file_via_cli(fresh_database_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations/mcli"
+    folder.mkdir(parents=True)
+    (folder / "0001_init.sql").write_text("CREATE SCHEMA mcli;\n")
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    assert call("migrate", "--all", "--no-processes", *where)[0] == 0
+    (folder / "0001_init.sql").write_text("CREATE SCHEMA mcli2;\n")
+    code, _, err = call("migrate", "--all", "--no-processes", *where)
+    _one_line_error(code, err, "0001_init.sql was changed after it was applied")
+    code, out, _ = call("status", *where)
+    assert "tampered 0001_init" in out
+
+
+@pytest.mark.embedded
+def test_embedded_server(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.nxdata]\nmodels = "absent_models"\nmigrations = "db/migrations"\n'
+    )
+    folder = tmp_path / "db/migrations/memb"
+    folder.mkdir(parents=True)
+    (folder / "0001_init.sql").write_text(
+        "CREATE SCHEMA IF NOT EXISTS memb;\n\nCREATE TABLE IF NOT EXISTS memb.t (x int);\n"
+    )
+    code, out, err = run_cli("migrate", "--all", "--no-processes", "--embedded", cwd=tmp_path)
+    assert code == 0, err
+    assert "using the embedded PostgreSQL" in out and "applied  memb/0001_init" in out
+    code, out, err = run_cli("status", "--embedded", cwd=tmp_path)
+    assert code == 0, err
+    assert "applied  0001_init" in out
