@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import secrets
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -13,6 +15,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from nxdata import cli
 from nxdata.ddl import create_statements
 from nxdata.table import Table
 from schema import SCHEMAS
@@ -341,3 +344,46 @@ def test_seeds_load_permissions_idempotently_and_demo_data_once(built_url: str) 
                 seed_demo_data(conn)  # run-once: the codes are taken
         finally:
             conn.rollback()
+
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = cli.main(list(args), out=out, err=err)
+    return status, out.getvalue() + err.getvalue()
+
+
+def test_committed_migrations_build_the_declared_database(fresh_database_url: str) -> None:
+    """``nxdata migrate --all`` on an empty database from the committed files, then
+    ``nxdata check --all`` is clean and ``nxdata diff --all`` has nothing to write."""
+    where = ["--url", fresh_database_url, "--models", "schema", "--migrations-dir", str(MIGRATIONS)]
+    assert sorted(p.name for p in MIGRATIONS.iterdir() if p.is_dir()) == sorted(EXPECTED_TABLES)
+    status, output = _cli("migrate", "--all", *where)
+    assert status == 0, output
+    for schema in EXPECTED_TABLES:
+        assert f"applied  {schema}/0001_initial" in output
+    assert "public-0001-seed-permissions" in output and "public-0002-seed-demo-data" in output
+
+    status, output = _cli("check", "--all", *where)
+    assert status == 0, output
+    status, output = _cli("diff", "--all", "--dry-run", *where)
+    assert status == 0, output
+    assert "create table" not in output.lower() and "alter table" not in output.lower()
+
+    # A second migrate applies no file and re-runs only the always-run permissions seed.
+    status, output = _cli("migrate", "--all", *where)
+    assert status == 0, output
+    assert "applying" not in output
+    assert "public-0001-seed-permissions" in output
+    assert "public-0002-seed-demo-data" not in output
+    with psycopg.connect(fresh_database_url) as conn:
+        count = conn.execute(
+            "SELECT count(*) FROM information_schema.tables"
+            " WHERE table_type = 'BASE TABLE' AND table_schema = ANY(%s)",
+            [list(EXPECTED_TABLES)],
+        ).fetchone()
+        assert count == (72,)
+        wallets = conn.execute("""SELECT count(*) FROM "finance"."Wallet" """).fetchone()
+        assert wallets == (3,)
