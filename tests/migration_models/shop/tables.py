@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 import msgspec
 
 import nxdata as nx
-from nxdata import BigInt, Citext, Column
+from nxdata import BigInt, Column
 
-catalog = nx.Schema("mt_catalog", extensions=("citext",))
+catalog = nx.Schema("mt_catalog")
 sales = nx.Schema("mt_sales")
 
 
@@ -25,7 +25,7 @@ sales = nx.Schema("mt_sales")
     comment="Things we sell",
 )
 class Product(nx.CommonColumns):
-    sku: Citext
+    sku: str
     code: str
     price: int = 0
     tags: list[str] | None = None
