@@ -1,0 +1,123 @@
+"""nxdata, sync: `Repository` over a `Database` pool, rows as the table's Structs."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+from typing import Any
+
+from ..data import Item, ItemBulk, ItemStream, ItemWrite, Wallet
+from .base import Contender, Unavailable
+
+__all__ = ["Nxdata"]
+
+
+class Nxdata(Contender):
+    name = "nxdata"
+    label = "nxdata Repository"
+
+    def setup(self) -> None:
+        try:
+            from nxdata import Database, Lock, Repository
+        except ImportError as exc:
+            raise Unavailable(f"nxdata has no Repository yet ({exc})") from exc
+        self.lock = Lock.UPDATE
+        self.db = Database(self.ctx.url, min_size=self.ctx.pool_size, max_size=self.ctx.pool_size)
+        self.db.open()
+        self.items = Repository(self.db, Item)
+        self.writes = Repository(self.db, ItemWrite)
+        self.bulk = Repository(self.db, ItemBulk)
+        self.streamed = Repository(self.db, ItemStream)
+        self.wallets = Repository(self.db, Wallet)
+        self.executor = ThreadPoolExecutor(self.ctx.workers)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.db.close()
+
+    def pk_lookup(self, ids: list[str]) -> None:
+        find_by_id = self.items.find_by_id
+        for id_ in ids:
+            assert find_by_id(id_) is not None
+
+    def filtered_query(self, params: list[tuple[str, Decimal, Decimal, int]]) -> None:
+        find = self.items.find
+        for status, low, high, quantity in params:
+            find(
+                {
+                    "where": {
+                        "status": status,
+                        "price": {"between": [low, high]},
+                        "quantity": {"gt": quantity},
+                    },
+                    "order": ["created_at DESC"],
+                    "limit": 20,
+                }
+            )
+
+    def large_fetch(self) -> list[Any]:
+        return self.items.find()
+
+    def stream(self) -> int:
+        count = 0
+        for _ in self.streamed.iterate():
+            count += 1
+        return count
+
+    def insert_one(self, rows: list[dict[str, Any]]) -> None:
+        create = self.writes.create
+        for r in rows:
+            create(r)
+
+    def bulk_insert(self, rows: list[dict[str, Any]]) -> None:
+        self.bulk.create_all(rows)
+
+    def update_by_id(self, changes: list[tuple[str, str, int]]) -> None:
+        update_by_id = self.writes.update_by_id
+        for id_, status, quantity in changes:
+            assert update_by_id(id_, {"status": status, "quantity": quantity}) is not None
+
+    def delete_by_id(self, ids: list[str]) -> None:
+        delete_by_id = self.writes.delete_by_id
+        for id_ in ids:
+            assert delete_by_id(id_) is not None
+
+    def _compiled(self) -> tuple[Any, Any]:
+        # There is no public "compile this filter" call: use what every find() runs before the
+        # driver (the shape walk, the per-shape cache, the parameter plan).
+        repo = self.items
+        select = getattr(repo, "_select", None)
+        cache = getattr(repo, "_cache", None)
+        if select is None or cache is None:
+            raise Unavailable("nxdata Repository has no _select/_cache to compile a filter with")
+        return select, cache
+
+    def compile_cold(self, filters: list[dict[str, Any]]) -> None:
+        select, cache = self._compiled()
+        for f in filters:
+            cache.clear()  # a shape not seen before: PyPika builds and renders the statement
+            statement, values = select(f, None, None, False)
+            statement.params(values)
+
+    def compile_cached(self, filters: list[dict[str, Any]]) -> None:
+        select, _ = self._compiled()
+        for f in filters:
+            statement, values = select(f, None, None, False)
+            statement.params(values)
+
+    def transfer(self, moves: list[tuple[str, str, Decimal]]) -> None:
+        db, wallets, lock = self.db, self.wallets, self.lock
+        for source, target, amount in moves:
+            with db.transaction() as tx:
+                rows = wallets.find(
+                    {"where": {"id": {"inq": [source, target]}}, "order": ["id"]},
+                    lock=lock,
+                    transaction=tx,
+                )
+                balance = {w.id: w.balance for w in rows}
+                wallets.update_by_id(source, {"balance": balance[source] - amount}, transaction=tx)
+                wallets.update_by_id(target, {"balance": balance[target] + amount}, transaction=tx)
+
+    def concurrency(self, batches: list[list[str]]) -> None:
+        for future in [self.executor.submit(self.pk_lookup, ids) for ids in batches]:
+            future.result()
