@@ -29,6 +29,7 @@ from .errors import ConfigurationError, NxdataError, UnsafeMigrationError
 
 if TYPE_CHECKING:
     from .migrations.discovery import Models
+    from .migrations.processes import Process
     from .migrations.project import ProjectSettings
 
 __all__ = ["EXIT_DRIFT", "EXIT_ERROR", "EXIT_OK", "build_parser", "main"]
@@ -311,15 +312,15 @@ def _cmd_status(run: _Runner) -> int:
         names = sorted(set(done) | {p.name for p in procs})
         always = {p.name for p in procs if p.always_run}
         for name in names:
-            entry = done.get(name)
-            state = "always" if name in always else ("done" if entry else "pending")
-            last = f"  last run {entry.applied_at:%Y-%m-%d %H:%M:%S}" if entry else ""
-            run.say(f"  {state:<8} {name}{last}")
+            ran = done.get(name)
+            label = "always" if name in always else ("done" if ran else "pending")
+            last = f"  last run {ran.applied_at:%Y-%m-%d %H:%M:%S}" if ran else ""
+            run.say(f"  {label:<8} {name}{last}")
     run.say(f"{pending_total} pending file{'s' if pending_total != 1 else ''}")
     return EXIT_OK
 
 
-def _try_processes(run: _Runner) -> Sequence[object]:
+def _try_processes(run: _Runner) -> Sequence[Process]:
     # Status works without importable models (e.g. on a deploy host with only SQL files);
     # an explicitly named models package must import, though.
     try:

@@ -201,7 +201,7 @@ def diff_databases(
     `declared_url` is a database built from the declarations (see `throwaway_database`).
     """
     try:
-        from migra import Migration
+        from migra import Migration  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - depends on the installed extras
         raise ConfigurationError(
             "diffing needs the migrations extra: pip install 'nxdata[migrations]'"

@@ -101,8 +101,8 @@ def _type_of(type_name: Any) -> _Type:
 def normalize_type(sql_type: str) -> _Type:
     """Parse a type as PostgreSQL writes it (``character varying(20)``, ``numeric(19,4)``)."""
     try:
-        stmt = parse_sql(f"SELECT NULL::{sql_type}")[0].stmt
-        return _type_of(stmt.targetList[0].val.typeName)  # type: ignore[attr-defined]
+        stmt: Any = parse_sql(f"SELECT NULL::{sql_type}")[0].stmt
+        return _type_of(stmt.targetList[0].val.typeName)
     except (ParseError, AttributeError, IndexError) as exc:
         raise MigrationError(f"cannot parse the type {sql_type!r}") from exc
 
