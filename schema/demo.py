@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 import sys
 import time
+import warnings
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -256,6 +257,8 @@ def finance_demo(db: Database, run: str) -> None:
 def main() -> int:
     """Run the demo; returns the exit status."""
     started = time.perf_counter()
+    # pgserver (the embedded server) warns when XDG_RUNTIME_DIR is unset; harmless here.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     run = f"D{datetime.now(UTC):%H%M%S}{secrets.token_hex(2).upper()}"
     try:
         with Database.from_env() as db:

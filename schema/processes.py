@@ -138,8 +138,15 @@ def seed_demo_data(conn: Conn) -> dict[str, str]:
     """Load a small demo data set (merchants, users, catalogue, fares, a licensing policy with
     features, licenses, wallets with balances); returns the ids of the main rows by label.
 
-    Run once: a second run would fail on the unique codes.
+    Registered to run once; should it meet its own data anyway (a journal reset), it returns an
+    empty dict and writes nothing.
     """
+    existing = conn.execute(
+        """SELECT 1 FROM "public"."Merchant" WHERE code = ANY(%s) AND deleted_at IS NULL""",
+        [list(DEMO_MERCHANTS)],
+    ).fetchone()
+    if existing is not None:
+        return {}
     jsonb = Jsonb
     ids: dict[str, str] = {}
     ids["alice"] = _insert(
@@ -314,7 +321,9 @@ def permissions_process(ctx: ProcessContext) -> None:
     seed_permissions(ctx.connection)
 
 
-@process("public-0002-seed-demo-data", schema="public")
+# Tied to "licensing", the last schema it writes in dependency order, so `migrate --schema
+# public` alone does not run it; its name sorts it after the permissions it links roles from.
+@process("public-0002-seed-demo-data", schema="licensing")
 def demo_data_process(ctx: ProcessContext) -> None:
-    """Load the demo data set once (it spans public, identity, pricing, licensing, finance)."""
+    """Load the demo data set once (it spans public, identity, pricing, finance, licensing)."""
     seed_demo_data(ctx.connection)
