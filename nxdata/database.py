@@ -17,6 +17,8 @@ from .embedded import EmbeddedPostgres
 from .errors import map_database_error
 from .transaction import Transaction, TransactionBlock, begin
 
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
 __all__ = ["Database"]
 
 
@@ -78,7 +80,9 @@ class Database:
             max_size=self.options.max_size,
             timeout=self.options.timeout,
             max_idle=self.options.max_idle,
-            kwargs=kwargs,
+            # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
+            # COMMIT); connection() and transactions open their own transactions.
+            kwargs={**kwargs, "autocommit": True},
             name=self.name,
             open=False,
             configure=(lambda conn: _run_setup(conn, setup)) if setup else None,
@@ -126,21 +130,13 @@ class Database:
 
         Raises `PoolTimeout` when none becomes free within the pool timeout.
         """
-        pool = self.pool
+        conn = self._acquire()
         try:
-            conn_cm = pool.connection()
-            conn = conn_cm.__enter__()
-        except psycopg_pool.PoolTimeout as exc:
-            raise pool_timeout(self.name, self.options, exc) from exc
-        except psycopg.OperationalError as exc:
-            raise connection_failed(self.url, exc) from exc
-        try:
-            yield conn
-        except BaseException as exc:
-            conn_cm.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        else:
-            conn_cm.__exit__(None, None, None)
+            conn.autocommit = False
+            with conn:  # commits, or rolls back on an exception; a pooled connection stays open
+                yield conn
+        finally:
+            self._release(conn)
 
     # -- the connection choice and transactions --------------------------------------------------
 
@@ -157,15 +153,17 @@ class Database:
             raise pool_timeout(self.name, self.options, exc) from exc
         except psycopg.OperationalError as exc:
             raise connection_failed(self.url, exc) from exc
-        conn.autocommit = True
+        if not conn.autocommit:
+            conn.autocommit = True
         return conn
 
     def _release(self, conn: psycopg.Connection[Any]) -> None:
-        """Give back a connection from `_acquire`, as the pool expects it (idle, not autocommit)."""
+        """Give back a connection from `_acquire`: idle and in autocommit mode, as pooled."""
         try:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            if conn.pgconn.transaction_status != _IDLE:
                 conn.rollback()
-            conn.autocommit = False
+            if not conn.autocommit:
+                conn.autocommit = True
         except psycopg.Error:
             pass  # a broken connection: the pool notices and replaces it
         pool = self._pool

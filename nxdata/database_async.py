@@ -17,6 +17,8 @@ from .embedded import EmbeddedPostgres
 from .errors import map_database_error
 from .transaction_async import AsyncTransaction, AsyncTransactionBlock, begin
 
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
 __all__ = ["AsyncDatabase"]
 
 
@@ -78,7 +80,9 @@ class AsyncDatabase:
             max_size=self.options.max_size,
             timeout=self.options.timeout,
             max_idle=self.options.max_idle,
-            kwargs=kwargs,
+            # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
+            # COMMIT); connection() and transactions open their own transactions.
+            kwargs={**kwargs, "autocommit": True},
             name=self.name,
             open=False,
             configure=configure if setup else None,
@@ -123,21 +127,13 @@ class AsyncDatabase:
 
         Raises `PoolTimeout` when none becomes free within the pool timeout.
         """
-        pool = await self.get_pool()
+        conn = await self._acquire()
         try:
-            conn_cm = pool.connection()
-            conn = await conn_cm.__aenter__()
-        except psycopg_pool.PoolTimeout as exc:
-            raise pool_timeout(self.name, self.options, exc) from exc
-        except psycopg.OperationalError as exc:
-            raise connection_failed(self.url, exc) from exc
-        try:
-            yield conn
-        except BaseException as exc:
-            await conn_cm.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
-        else:
-            await conn_cm.__aexit__(None, None, None)
+            await conn.set_autocommit(False)
+            async with conn:  # commits, or rolls back on an exception; stays open (pooled)
+                yield conn
+        finally:
+            await self._release(conn)
 
     # -- the connection choice and transactions --------------------------------------------------
 
@@ -154,15 +150,17 @@ class AsyncDatabase:
             raise pool_timeout(self.name, self.options, exc) from exc
         except psycopg.OperationalError as exc:
             raise connection_failed(self.url, exc) from exc
-        await conn.set_autocommit(True)
+        if not conn.autocommit:
+            await conn.set_autocommit(True)
         return conn
 
     async def _release(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Give back a connection from `_acquire`, as the pool expects it (idle, not autocommit)."""
+        """Give back a connection from `_acquire`: idle and in autocommit mode, as pooled."""
         try:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            if conn.pgconn.transaction_status != _IDLE:
                 await conn.rollback()
-            await conn.set_autocommit(False)
+            if not conn.autocommit:
+                await conn.set_autocommit(True)
         except psycopg.Error:
             pass  # a broken connection: the pool notices and replaces it
         pool = self._pool
