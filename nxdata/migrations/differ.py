@@ -12,6 +12,9 @@ for the SQL our declarations produce:
   ``FK_...`` comes before ``UQ_...`` and a foreign key to a unique constraint added in the same
   file fails. We move foreign-key additions (and their ``VALIDATE``) to the end.
 - **table comments**: migra does not compare comments; we emit ``COMMENT ON TABLE``.
+- **identity added to an existing column**: migra's ``ADD GENERATED ... AS IDENTITY`` starts the
+  sequence at 1, so the next insert collides with the rows already there; we add a ``setval`` to
+  one past the column's maximum.
 - **nxdata's journal schema** is never diffed (only declared schemas are, and the journal's name
   is reserved).
 
@@ -143,6 +146,26 @@ def _is_foreign_key(stmt: Any) -> bool:
     return False
 
 
+def _identity_restarts(stmt: Any) -> list[str]:
+    """``setval`` after ``ADD GENERATED ... AS IDENTITY`` on an existing column: the new sequence
+    starts at 1 and would collide with the values already in the column."""
+    if type(stmt).__name__ != "AlterTableStmt":
+        return []
+    out = []
+    for cmd in stmt.cmds or ():
+        if cmd.subtype == AlterTableType.AT_AddIdentity:
+            table = (
+                f"{_quote(stmt.relation.schemaname or 'public')}.{_quote(stmt.relation.relname)}"
+            )
+            literal = "'" + table.replace("'", "''") + "'"
+            column = _quote(cmd.name)
+            out.append(
+                f"SELECT setval(pg_get_serial_sequence({literal}, '{cmd.name}'), "
+                f"coalesce(max({column}), 0) + 1, false) FROM {table};"
+            )
+    return out
+
+
 def _fix_statements(statements: Sequence[str]) -> list[str]:
     front: list[str] = []
     foreign_keys: list[str] = []
@@ -151,6 +174,7 @@ def _fix_statements(statements: Sequence[str]) -> list[str]:
         if stmt is None or _is_extension(stmt):
             continue
         (foreign_keys if _is_foreign_key(stmt) else front).append(statement)
+        front += _identity_restarts(stmt)
     return front + foreign_keys
 
 
