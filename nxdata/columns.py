@@ -101,7 +101,9 @@ Real = Annotated[float, Column(sql_type="real")]
 Money = Annotated[Decimal, Column(sql_type="numeric(19, 4)")]
 """An amount of money: ``numeric(19, 4)``, never a float."""
 Citext = Annotated[str, Column(sql_type="citext")]
-"""Case-insensitive text (needs the ``citext`` extension, see ``Schema(extensions=...)``)."""
+"""Case-insensitive text. Needs the ``citext`` extension (``Schema(extensions=["citext"])``),
+which the embedded server (pgserver) does not ship: there, prefer ``text`` with
+``Check("email = lower(email)")`` or an expression index on ``lower(email)``."""
 
 
 def new_id() -> str:

@@ -120,7 +120,7 @@ def table_statements(
         where = f" WHERE {index.where}" if index.where else ""
         statements.append(
             f"CREATE {unique_kw}INDEX {_quote(index.name or '')} ON {table.sql_name}{using} "
-            f"({_columns(index.columns)}){where}"
+            f"({index.expression or _columns(index.columns)}){where}"
         )
     return statements, later
 

@@ -144,11 +144,13 @@ def sql_literal(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Index:
-    """An index on one or more columns.
+    """An index on one or more columns, or on one SQL expression.
 
     ``Index("status")``, ``Index("tenant_id", "created_at")``, ``Index("tags", method="gin")``,
-    ``Index("email", unique=True, where="deleted_at IS NULL")``. Default name
-    ``IDX_{Table}_{col}_{col}`` (``UQ_...`` when unique); ``name=`` overrides it.
+    ``Index("email", unique=True, where="deleted_at IS NULL")``,
+    ``Index(expression="lower(email)", name="IDX_User_email_lower")``. Default name
+    ``IDX_{Table}_{col}_{col}`` (``UQ_...`` when unique); ``name=`` overrides it and is required
+    for an expression index.
     """
 
     columns: tuple[str, ...]
@@ -156,6 +158,7 @@ class Index:
     unique: bool = False
     where: str | None = None
     method: str | None = None
+    expression: str | None = None
 
     def __init__(
         self,
@@ -164,12 +167,14 @@ class Index:
         unique: bool = False,
         where: str | None = None,
         method: str | None = None,
+        expression: str | None = None,
     ) -> None:
         object.__setattr__(self, "columns", tuple(columns))
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "unique", unique)
         object.__setattr__(self, "where", where)
         object.__setattr__(self, "method", method)
+        object.__setattr__(self, "expression", expression)
 
 
 def live_unique(*columns: str, name: str | None = None) -> Index:
@@ -460,6 +465,13 @@ class Table(Generic[T]):
         declared = list(indexes)
         declared += [Index(c.name) for c in self.columns if c.options.index]
         for index in declared:
+            if index.expression is not None:
+                if index.columns or not index.name:
+                    raise DeclarationError(
+                        "an expression index takes no columns and needs name=", table=self.name
+                    )
+                out.append(index)
+                continue
             cols = self._column_names(index.columns, "index")
             if index.method is not None and index.method not in _INDEX_METHODS:
                 raise DeclarationError(

@@ -354,3 +354,38 @@ def test_server_side_defaults_fill_omitted_columns(
         f'insert into "{schema_name}"."Token" (seq) values (41) returning seq'
     ).fetchone()
     assert row == (41,)  # identity BY DEFAULT accepts explicit values
+
+
+def test_expression_index(conn: psycopg.Connection[Any], schema_name: str) -> None:
+    s = nx.Schema(schema_name)
+
+    @s.table(
+        "Member",
+        indexes=[
+            nx.Index(
+                expression="lower(email)",
+                name="UQ_Member_email_lower",
+                unique=True,
+                where="deleted_at IS NULL",
+            ),
+            nx.Index(expression="(metadata ->> 'plan')", name="IDX_Member_plan"),
+        ],
+    )
+    class Member(nx.CommonColumns):
+        email: str
+
+    for statement in create_statements([s]):
+        conn.execute(statement)
+    idx = indexes(conn, schema_name)
+    assert idx["UQ_Member_email_lower"].endswith("(lower(email)) WHERE (deleted_at IS NULL)")
+    assert idx["IDX_Member_plan"].endswith("(((metadata ->> 'plan'::text)))")
+    q = f'"{schema_name}"."Member"'
+    conn.execute(f"insert into {q} (id, email) values ('1', 'A@x.org')")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(f"insert into {q} (id, email) values ('2', 'a@X.org')")
+
+    with pytest.raises(nx.errors.DeclarationError, match="needs name="):
+
+        @s.table("Bad", indexes=[nx.Index(expression="lower(x)")])
+        class Bad(msgspec.Struct):
+            x: str
