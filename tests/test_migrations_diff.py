@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from nxdata.errors import MigrationError, UnsafeMigrationError
 from nxdata.migrations import load_models
@@ -356,3 +357,27 @@ def test_throwaway_database_is_dropped_on_ctrl_c(
             fresh_database_url, models, workdir / "migrations", throwaway_prefix=prefix
         )
     assert seen and databases(fresh_database_url, prefix) == []
+
+
+def test_migra_fix_foreign_keys_into_public_are_schema_qualified(
+    fresh_database_url: str, workdir: Path
+) -> None:
+    """pg_get_constraintdef leaves out schemas on the search_path: `REFERENCES "Owner"(id)`
+    would only apply where public is on the search_path. We inspect with search_path=pg_catalog."""
+    source = (
+        'pub = nx.Schema("public")\nmxq = nx.Schema("mx_q")\n\n'
+        '@pub.table("Owner")\nclass Owner(msgspec.Struct):\n'
+        "    id: Annotated[int, Column(primary_key=True)]\n\n"
+        '@mxq.table("Pet", foreign_keys=[nx.ForeignKey("owner_id", Owner)],'
+        ' indexes=[nx.Index("owner_id")])\n'
+        "class Pet(msgspec.Struct):\n"
+        "    id: Annotated[int, Column(primary_key=True)]\n    owner_id: int\n"
+    )
+    texts = generate(fresh_database_url, workdir, source, "init")
+    pet = next(t for t in texts if '"mx_q"."Pet"' in t)
+    assert 'REFERENCES public."Owner"(id)' in pet
+    assert 'REFERENCES "Owner"' not in pet
+    # applies even where public is not on the search path
+    dbname = conninfo_to_dict(fresh_database_url)["dbname"]
+    query(fresh_database_url, f'ALTER DATABASE "{dbname}" SET search_path = pg_catalog')
+    apply_and_check(fresh_database_url, workdir, source)

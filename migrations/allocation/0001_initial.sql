@@ -95,7 +95,7 @@ alter table "allocation"."Venue" add constraint "CK_Venue_capacity" CHECK ((capa
 
 alter table "allocation"."EventSeat" validate constraint "CK_EventSeat_status";
 
-alter table "allocation"."EventSeat" add constraint "FK_EventSeat_event_id_Product_id" FOREIGN KEY (event_id) REFERENCES "Product"(id) ON DELETE CASCADE not valid;
+alter table "allocation"."EventSeat" add constraint "FK_EventSeat_event_id_Product_id" FOREIGN KEY (event_id) REFERENCES public."Product"(id) ON DELETE CASCADE not valid;
 
 alter table "allocation"."EventSeat" validate constraint "FK_EventSeat_event_id_Product_id";
 
@@ -109,11 +109,11 @@ alter table "allocation"."LayoutSeat" validate constraint "FK_LayoutSeat_layout_
 
 alter table "allocation"."Venue" validate constraint "CK_Venue_capacity";
 
-alter table "allocation"."Venue" add constraint "FK_Venue_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "allocation"."Venue" add constraint "FK_Venue_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "allocation"."Venue" validate constraint "FK_Venue_merchant_id_Merchant_id";
 
-alter table "allocation"."Venue" add constraint "FK_Venue_organizer_id_Organizer_id" FOREIGN KEY (organizer_id) REFERENCES "Organizer"(id) ON DELETE SET NULL not valid;
+alter table "allocation"."Venue" add constraint "FK_Venue_organizer_id_Organizer_id" FOREIGN KEY (organizer_id) REFERENCES public."Organizer"(id) ON DELETE SET NULL not valid;
 
 alter table "allocation"."Venue" validate constraint "FK_Venue_organizer_id_Organizer_id";
 

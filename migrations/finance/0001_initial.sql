@@ -97,7 +97,7 @@ alter table "finance"."Wallet" add constraint "CK_Wallet_status" CHECK ((status 
 
 alter table "finance"."FinanceCategory" validate constraint "CK_FinanceCategory_kind";
 
-alter table "finance"."FinanceCategory" add constraint "FK_FinanceCategory_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "finance"."FinanceCategory" add constraint "FK_FinanceCategory_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "finance"."FinanceCategory" validate constraint "FK_FinanceCategory_merchant_id_Merchant_id";
 
@@ -119,7 +119,7 @@ alter table "finance"."TransactionRecord" add constraint "FK_TransactionRecord_c
 
 alter table "finance"."TransactionRecord" validate constraint "FK_TransactionRecord_counterparty_wallet_id_Wallet_id";
 
-alter table "finance"."TransactionRecord" add constraint "FK_TransactionRecord_created_by_User_id" FOREIGN KEY (created_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "finance"."TransactionRecord" add constraint "FK_TransactionRecord_created_by_User_id" FOREIGN KEY (created_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "finance"."TransactionRecord" validate constraint "FK_TransactionRecord_created_by_User_id";
 
@@ -137,6 +137,6 @@ alter table "finance"."Wallet" validate constraint "CK_Wallet_owner_type";
 
 alter table "finance"."Wallet" validate constraint "CK_Wallet_status";
 
-alter table "finance"."Wallet" add constraint "FK_Wallet_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE RESTRICT not valid;
+alter table "finance"."Wallet" add constraint "FK_Wallet_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE RESTRICT not valid;
 
 alter table "finance"."Wallet" validate constraint "FK_Wallet_merchant_id_Merchant_id";

@@ -198,15 +198,15 @@ alter table "identity"."UserProfile" add constraint "UQ_UserProfile_user_id" UNI
 
 alter table "identity"."UserSession" add constraint "UQ_UserSession_refresh_token_hash" UNIQUE using index "UQ_UserSession_refresh_token_hash";
 
-alter table "identity"."ApiKey" add constraint "FK_ApiKey_created_by_User_id" FOREIGN KEY (created_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "identity"."ApiKey" add constraint "FK_ApiKey_created_by_User_id" FOREIGN KEY (created_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "identity"."ApiKey" validate constraint "FK_ApiKey_created_by_User_id";
 
-alter table "identity"."ApiKey" add constraint "FK_ApiKey_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "identity"."ApiKey" add constraint "FK_ApiKey_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "identity"."ApiKey" validate constraint "FK_ApiKey_merchant_id_Merchant_id";
 
-alter table "identity"."LoginAttempt" add constraint "FK_LoginAttempt_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "identity"."LoginAttempt" add constraint "FK_LoginAttempt_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "identity"."LoginAttempt" validate constraint "FK_LoginAttempt_user_id_User_id";
 
@@ -216,34 +216,34 @@ alter table "identity"."MailVerificationToken" add constraint "FK_MailVerificati
 
 alter table "identity"."MailVerificationToken" validate constraint "FK_MailVerificationToken_identifier_id_UserIdentifier_id";
 
-alter table "identity"."MailVerificationToken" add constraint "FK_MailVerificationToken_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "identity"."MailVerificationToken" add constraint "FK_MailVerificationToken_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "identity"."MailVerificationToken" validate constraint "FK_MailVerificationToken_user_id_User_id";
 
-alter table "identity"."PasswordResetToken" add constraint "FK_PasswordResetToken_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "identity"."PasswordResetToken" add constraint "FK_PasswordResetToken_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "identity"."PasswordResetToken" validate constraint "FK_PasswordResetToken_user_id_User_id";
 
 alter table "identity"."UserCredential" validate constraint "CK_UserCredential_kind";
 
-alter table "identity"."UserCredential" add constraint "FK_UserCredential_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "identity"."UserCredential" add constraint "FK_UserCredential_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "identity"."UserCredential" validate constraint "FK_UserCredential_user_id_User_id";
 
 alter table "identity"."UserIdentifier" validate constraint "CK_UserIdentifier_kind";
 
-alter table "identity"."UserIdentifier" add constraint "FK_UserIdentifier_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "identity"."UserIdentifier" add constraint "FK_UserIdentifier_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "identity"."UserIdentifier" validate constraint "FK_UserIdentifier_user_id_User_id";
 
-alter table "identity"."UserProfile" add constraint "FK_UserProfile_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "identity"."UserProfile" add constraint "FK_UserProfile_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "identity"."UserProfile" validate constraint "FK_UserProfile_user_id_User_id";
 
-alter table "identity"."UserSession" add constraint "FK_UserSession_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE SET NULL not valid;
+alter table "identity"."UserSession" add constraint "FK_UserSession_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE SET NULL not valid;
 
 alter table "identity"."UserSession" validate constraint "FK_UserSession_merchant_id_Merchant_id";
 
-alter table "identity"."UserSession" add constraint "FK_UserSession_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "identity"."UserSession" add constraint "FK_UserSession_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "identity"."UserSession" validate constraint "FK_UserSession_user_id_User_id";

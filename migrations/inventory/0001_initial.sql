@@ -304,7 +304,7 @@ alter table "inventory"."GoodsReceipt" add constraint "FK_GoodsReceipt_purchase_
 
 alter table "inventory"."GoodsReceipt" validate constraint "FK_GoodsReceipt_purchase_order_id_PurchaseOrder_id";
 
-alter table "inventory"."GoodsReceipt" add constraint "FK_GoodsReceipt_received_by_User_id" FOREIGN KEY (received_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "inventory"."GoodsReceipt" add constraint "FK_GoodsReceipt_received_by_User_id" FOREIGN KEY (received_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "inventory"."GoodsReceipt" validate constraint "FK_GoodsReceipt_received_by_User_id";
 
@@ -326,11 +326,11 @@ alter table "inventory"."PurchaseOrder" validate constraint "CK_PurchaseOrder_st
 
 alter table "inventory"."PurchaseOrder" validate constraint "CK_PurchaseOrder_total";
 
-alter table "inventory"."PurchaseOrder" add constraint "FK_PurchaseOrder_created_by_User_id" FOREIGN KEY (created_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "inventory"."PurchaseOrder" add constraint "FK_PurchaseOrder_created_by_User_id" FOREIGN KEY (created_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "inventory"."PurchaseOrder" validate constraint "FK_PurchaseOrder_created_by_User_id";
 
-alter table "inventory"."PurchaseOrder" add constraint "FK_PurchaseOrder_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "inventory"."PurchaseOrder" add constraint "FK_PurchaseOrder_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "inventory"."PurchaseOrder" validate constraint "FK_PurchaseOrder_merchant_id_Merchant_id";
 
@@ -352,13 +352,13 @@ alter table "inventory"."PurchaseOrderItem" add constraint "FK_PurchaseOrderItem
 
 alter table "inventory"."PurchaseOrderItem" validate constraint "FK_PurchaseOrderItem_purchase_order_id_PurchaseOrder_id";
 
-alter table "inventory"."PurchaseOrderItem" add constraint "FK_PurchaseOrderItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES "ProductVariant"(id) ON DELETE RESTRICT not valid;
+alter table "inventory"."PurchaseOrderItem" add constraint "FK_PurchaseOrderItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES public."ProductVariant"(id) ON DELETE RESTRICT not valid;
 
 alter table "inventory"."PurchaseOrderItem" validate constraint "FK_PurchaseOrderItem_variant_id_ProductVariant_id";
 
 alter table "inventory"."StockCount" validate constraint "CK_StockCount_status";
 
-alter table "inventory"."StockCount" add constraint "FK_StockCount_counted_by_User_id" FOREIGN KEY (counted_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "inventory"."StockCount" add constraint "FK_StockCount_counted_by_User_id" FOREIGN KEY (counted_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "inventory"."StockCount" validate constraint "FK_StockCount_counted_by_User_id";
 
@@ -374,11 +374,11 @@ alter table "inventory"."StockItem" add constraint "FK_StockItem_location_id_Sto
 
 alter table "inventory"."StockItem" validate constraint "FK_StockItem_location_id_StockLocation_id";
 
-alter table "inventory"."StockItem" add constraint "FK_StockItem_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES "Product"(id) ON DELETE CASCADE not valid;
+alter table "inventory"."StockItem" add constraint "FK_StockItem_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES public."Product"(id) ON DELETE CASCADE not valid;
 
 alter table "inventory"."StockItem" validate constraint "FK_StockItem_product_id_Product_id";
 
-alter table "inventory"."StockItem" add constraint "FK_StockItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES "ProductVariant"(id) ON DELETE CASCADE not valid;
+alter table "inventory"."StockItem" add constraint "FK_StockItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES public."ProductVariant"(id) ON DELETE CASCADE not valid;
 
 alter table "inventory"."StockItem" validate constraint "FK_StockItem_variant_id_ProductVariant_id";
 
@@ -402,7 +402,7 @@ alter table "inventory"."StockMovement" validate constraint "CK_StockMovement_ki
 
 alter table "inventory"."StockMovement" validate constraint "CK_StockMovement_quantity";
 
-alter table "inventory"."StockMovement" add constraint "FK_StockMovement_performed_by_User_id" FOREIGN KEY (performed_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "inventory"."StockMovement" add constraint "FK_StockMovement_performed_by_User_id" FOREIGN KEY (performed_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "inventory"."StockMovement" validate constraint "FK_StockMovement_performed_by_User_id";
 
@@ -420,10 +420,10 @@ alter table "inventory"."StockReservation" add constraint "FK_StockReservation_s
 
 alter table "inventory"."StockReservation" validate constraint "FK_StockReservation_stock_item_id_StockItem_id";
 
-alter table "inventory"."Supplier" add constraint "FK_Supplier_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "inventory"."Supplier" add constraint "FK_Supplier_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "inventory"."Supplier" validate constraint "FK_Supplier_merchant_id_Merchant_id";
 
-alter table "inventory"."Warehouse" add constraint "FK_Warehouse_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "inventory"."Warehouse" add constraint "FK_Warehouse_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "inventory"."Warehouse" validate constraint "FK_Warehouse_merchant_id_Merchant_id";

@@ -74,7 +74,7 @@ alter table "ledger"."LedgerDocument" add constraint "FK_LedgerDocument_job_id_L
 
 alter table "ledger"."LedgerDocument" validate constraint "FK_LedgerDocument_job_id_LedgerJob_id";
 
-alter table "ledger"."LedgerDocument" add constraint "FK_LedgerDocument_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "ledger"."LedgerDocument" add constraint "FK_LedgerDocument_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "ledger"."LedgerDocument" validate constraint "FK_LedgerDocument_merchant_id_Merchant_id";
 
@@ -82,10 +82,10 @@ alter table "ledger"."LedgerJob" validate constraint "CK_LedgerJob_period";
 
 alter table "ledger"."LedgerJob" validate constraint "CK_LedgerJob_status";
 
-alter table "ledger"."LedgerJob" add constraint "FK_LedgerJob_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "ledger"."LedgerJob" add constraint "FK_LedgerJob_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "ledger"."LedgerJob" validate constraint "FK_LedgerJob_merchant_id_Merchant_id";
 
-alter table "ledger"."LedgerJob" add constraint "FK_LedgerJob_requested_by_User_id" FOREIGN KEY (requested_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "ledger"."LedgerJob" add constraint "FK_LedgerJob_requested_by_User_id" FOREIGN KEY (requested_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "ledger"."LedgerJob" validate constraint "FK_LedgerJob_requested_by_User_id";

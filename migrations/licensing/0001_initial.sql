@@ -143,7 +143,7 @@ alter table "licensing"."Activation" validate constraint "FK_Activation_license_
 
 alter table "licensing"."License" validate constraint "CK_License_status";
 
-alter table "licensing"."License" add constraint "FK_License_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "licensing"."License" add constraint "FK_License_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "licensing"."License" validate constraint "FK_License_merchant_id_Merchant_id";
 
@@ -155,7 +155,7 @@ alter table "licensing"."License" add constraint "FK_License_sale_order_id_SaleO
 
 alter table "licensing"."License" validate constraint "FK_License_sale_order_id_SaleOrder_id";
 
-alter table "licensing"."License" add constraint "FK_License_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "licensing"."License" add constraint "FK_License_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "licensing"."License" validate constraint "FK_License_user_id_User_id";
 
@@ -173,7 +173,7 @@ alter table "licensing"."Policy" validate constraint "CK_Policy_duration_days";
 
 alter table "licensing"."Policy" validate constraint "CK_Policy_max_activations";
 
-alter table "licensing"."Policy" add constraint "FK_Policy_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES "Product"(id) ON DELETE SET NULL not valid;
+alter table "licensing"."Policy" add constraint "FK_Policy_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES public."Product"(id) ON DELETE SET NULL not valid;
 
 alter table "licensing"."Policy" validate constraint "FK_Policy_product_id_Product_id";
 

@@ -66,16 +66,16 @@ alter table "outreach"."Inquiry" validate constraint "CK_Inquiry_email_lower";
 
 alter table "outreach"."Inquiry" validate constraint "CK_Inquiry_status";
 
-alter table "outreach"."Inquiry" add constraint "FK_Inquiry_assignee_id_User_id" FOREIGN KEY (assignee_id) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "outreach"."Inquiry" add constraint "FK_Inquiry_assignee_id_User_id" FOREIGN KEY (assignee_id) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "outreach"."Inquiry" validate constraint "FK_Inquiry_assignee_id_User_id";
 
-alter table "outreach"."Inquiry" add constraint "FK_Inquiry_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE SET NULL not valid;
+alter table "outreach"."Inquiry" add constraint "FK_Inquiry_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE SET NULL not valid;
 
 alter table "outreach"."Inquiry" validate constraint "FK_Inquiry_merchant_id_Merchant_id";
 
 alter table "outreach"."NewsletterSubscriber" validate constraint "CK_NewsletterSubscriber_email_lower";
 
-alter table "outreach"."NewsletterSubscriber" add constraint "FK_NewsletterSubscriber_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "outreach"."NewsletterSubscriber" add constraint "FK_NewsletterSubscriber_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "outreach"."NewsletterSubscriber" validate constraint "FK_NewsletterSubscriber_merchant_id_Merchant_id";

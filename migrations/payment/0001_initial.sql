@@ -33,6 +33,6 @@ alter table "payment"."WebhookConfiguration" add constraint "CK_WebhookConfigura
 
 alter table "payment"."WebhookConfiguration" validate constraint "CK_WebhookConfiguration_provider";
 
-alter table "payment"."WebhookConfiguration" add constraint "FK_WebhookConfiguration_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "payment"."WebhookConfiguration" add constraint "FK_WebhookConfiguration_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "payment"."WebhookConfiguration" validate constraint "FK_WebhookConfiguration_merchant_id_Merchant_id";

@@ -288,15 +288,15 @@ alter table "pricing"."Tax" add constraint "CK_Tax_validity" CHECK (((valid_to I
 
 alter table "pricing"."Cost" validate constraint "CK_Cost_amount";
 
-alter table "pricing"."Cost" add constraint "FK_Cost_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."Cost" add constraint "FK_Cost_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."Cost" validate constraint "FK_Cost_merchant_id_Merchant_id";
 
-alter table "pricing"."Cost" add constraint "FK_Cost_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES "Product"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."Cost" add constraint "FK_Cost_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES public."Product"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."Cost" validate constraint "FK_Cost_product_id_Product_id";
 
-alter table "pricing"."Cost" add constraint "FK_Cost_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES "ProductVariant"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."Cost" add constraint "FK_Cost_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES public."ProductVariant"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."Cost" validate constraint "FK_Cost_variant_id_ProductVariant_id";
 
@@ -312,7 +312,7 @@ alter table "pricing"."Discount" validate constraint "CK_Discount_uses";
 
 alter table "pricing"."Discount" validate constraint "CK_Discount_value";
 
-alter table "pricing"."Discount" add constraint "FK_Discount_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."Discount" add constraint "FK_Discount_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."Discount" validate constraint "FK_Discount_merchant_id_Merchant_id";
 
@@ -320,19 +320,19 @@ alter table "pricing"."Fare" validate constraint "CK_Fare_amount";
 
 alter table "pricing"."Fare" validate constraint "CK_Fare_status";
 
-alter table "pricing"."Fare" add constraint "FK_Fare_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."Fare" add constraint "FK_Fare_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."Fare" validate constraint "FK_Fare_merchant_id_Merchant_id";
 
-alter table "pricing"."Fare" add constraint "FK_Fare_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES "Product"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."Fare" add constraint "FK_Fare_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES public."Product"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."Fare" validate constraint "FK_Fare_product_id_Product_id";
 
-alter table "pricing"."Fare" add constraint "FK_Fare_sale_channel_id_SaleChannel_id" FOREIGN KEY (sale_channel_id) REFERENCES "SaleChannel"(id) ON DELETE SET NULL not valid;
+alter table "pricing"."Fare" add constraint "FK_Fare_sale_channel_id_SaleChannel_id" FOREIGN KEY (sale_channel_id) REFERENCES public."SaleChannel"(id) ON DELETE SET NULL not valid;
 
 alter table "pricing"."Fare" validate constraint "FK_Fare_sale_channel_id_SaleChannel_id";
 
-alter table "pricing"."Fare" add constraint "FK_Fare_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES "ProductVariant"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."Fare" add constraint "FK_Fare_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES public."ProductVariant"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."Fare" validate constraint "FK_Fare_variant_id_ProductVariant_id";
 
@@ -358,11 +358,11 @@ alter table "pricing"."PriceEvaluation" add constraint "FK_PriceEvaluation_disco
 
 alter table "pricing"."PriceEvaluation" validate constraint "FK_PriceEvaluation_discount_id_Discount_id";
 
-alter table "pricing"."PriceEvaluation" add constraint "FK_PriceEvaluation_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."PriceEvaluation" add constraint "FK_PriceEvaluation_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."PriceEvaluation" validate constraint "FK_PriceEvaluation_merchant_id_Merchant_id";
 
-alter table "pricing"."PriceEvaluation" add constraint "FK_PriceEvaluation_sale_channel_id_SaleChannel_id" FOREIGN KEY (sale_channel_id) REFERENCES "SaleChannel"(id) ON DELETE SET NULL not valid;
+alter table "pricing"."PriceEvaluation" add constraint "FK_PriceEvaluation_sale_channel_id_SaleChannel_id" FOREIGN KEY (sale_channel_id) REFERENCES public."SaleChannel"(id) ON DELETE SET NULL not valid;
 
 alter table "pricing"."PriceEvaluation" validate constraint "FK_PriceEvaluation_sale_channel_id_SaleChannel_id";
 
@@ -376,11 +376,11 @@ alter table "pricing"."PriceEvaluationItem" add constraint "FK_PriceEvaluationIt
 
 alter table "pricing"."PriceEvaluationItem" validate constraint "FK_PriceEvaluationItem_price_evaluation_id_PriceEvaluation_id";
 
-alter table "pricing"."PriceEvaluationItem" add constraint "FK_PriceEvaluationItem_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES "Product"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."PriceEvaluationItem" add constraint "FK_PriceEvaluationItem_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES public."Product"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."PriceEvaluationItem" validate constraint "FK_PriceEvaluationItem_product_id_Product_id";
 
-alter table "pricing"."PriceEvaluationItem" add constraint "FK_PriceEvaluationItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES "ProductVariant"(id) ON DELETE SET NULL not valid;
+alter table "pricing"."PriceEvaluationItem" add constraint "FK_PriceEvaluationItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES public."ProductVariant"(id) ON DELETE SET NULL not valid;
 
 alter table "pricing"."PriceEvaluationItem" validate constraint "FK_PriceEvaluationItem_variant_id_ProductVariant_id";
 
@@ -396,7 +396,7 @@ alter table "pricing"."Tax" validate constraint "CK_Tax_rate";
 
 alter table "pricing"."Tax" validate constraint "CK_Tax_validity";
 
-alter table "pricing"."Tax" add constraint "FK_Tax_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."Tax" add constraint "FK_Tax_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."Tax" validate constraint "FK_Tax_merchant_id_Merchant_id";
 
@@ -404,6 +404,6 @@ alter table "pricing"."Tax" add constraint "FK_Tax_tax_category_id_TaxCategory_i
 
 alter table "pricing"."Tax" validate constraint "FK_Tax_tax_category_id_TaxCategory_id";
 
-alter table "pricing"."TaxCategory" add constraint "FK_TaxCategory_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "pricing"."TaxCategory" add constraint "FK_TaxCategory_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "pricing"."TaxCategory" validate constraint "FK_TaxCategory_merchant_id_Merchant_id";

@@ -349,11 +349,11 @@ alter table "public"."SaleChannel" add constraint "CK_SaleChannel_kind" CHECK ((
 
 alter table "public"."User" add constraint "CK_User_status" CHECK ((status = ANY (ARRAY['pending'::text, 'active'::text, 'suspended'::text, 'closed'::text]))) not valid;
 
-alter table "public"."Category" add constraint "FK_Category_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "public"."Category" add constraint "FK_Category_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."Category" validate constraint "FK_Category_merchant_id_Merchant_id";
 
-alter table "public"."Category" add constraint "FK_Category_parent_id_Category_id" FOREIGN KEY (parent_id) REFERENCES "Category"(id) ON DELETE SET NULL not valid;
+alter table "public"."Category" add constraint "FK_Category_parent_id_Category_id" FOREIGN KEY (parent_id) REFERENCES public."Category"(id) ON DELETE SET NULL not valid;
 
 alter table "public"."Category" validate constraint "FK_Category_parent_id_Category_id";
 
@@ -361,29 +361,29 @@ alter table "public"."Configuration" validate constraint "CK_Configuration_scope
 
 alter table "public"."Device" validate constraint "CK_Device_kind";
 
-alter table "public"."Device" add constraint "FK_Device_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "public"."Device" add constraint "FK_Device_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."Device" validate constraint "FK_Device_merchant_id_Merchant_id";
 
 alter table "public"."Merchant" validate constraint "CK_Merchant_status";
 
-alter table "public"."Merchant" add constraint "FK_Merchant_owner_id_User_id" FOREIGN KEY (owner_id) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "public"."Merchant" add constraint "FK_Merchant_owner_id_User_id" FOREIGN KEY (owner_id) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "public"."Merchant" validate constraint "FK_Merchant_owner_id_User_id";
 
-alter table "public"."MerchantUser" add constraint "FK_MerchantUser_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "public"."MerchantUser" add constraint "FK_MerchantUser_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."MerchantUser" validate constraint "FK_MerchantUser_merchant_id_Merchant_id";
 
-alter table "public"."MerchantUser" add constraint "FK_MerchantUser_role_id_Role_id" FOREIGN KEY (role_id) REFERENCES "Role"(id) ON DELETE SET NULL not valid;
+alter table "public"."MerchantUser" add constraint "FK_MerchantUser_role_id_Role_id" FOREIGN KEY (role_id) REFERENCES public."Role"(id) ON DELETE SET NULL not valid;
 
 alter table "public"."MerchantUser" validate constraint "FK_MerchantUser_role_id_Role_id";
 
-alter table "public"."MerchantUser" add constraint "FK_MerchantUser_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "public"."MerchantUser" add constraint "FK_MerchantUser_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."MerchantUser" validate constraint "FK_MerchantUser_user_id_User_id";
 
-alter table "public"."Organizer" add constraint "FK_Organizer_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "public"."Organizer" add constraint "FK_Organizer_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."Organizer" validate constraint "FK_Organizer_merchant_id_Merchant_id";
 
@@ -391,50 +391,50 @@ alter table "public"."Product" validate constraint "CK_Product_base_price";
 
 alter table "public"."Product" validate constraint "CK_Product_kind";
 
-alter table "public"."Product" add constraint "FK_Product_category_id_Category_id" FOREIGN KEY (category_id) REFERENCES "Category"(id) ON DELETE SET NULL not valid;
+alter table "public"."Product" add constraint "FK_Product_category_id_Category_id" FOREIGN KEY (category_id) REFERENCES public."Category"(id) ON DELETE SET NULL not valid;
 
 alter table "public"."Product" validate constraint "FK_Product_category_id_Category_id";
 
-alter table "public"."Product" add constraint "FK_Product_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "public"."Product" add constraint "FK_Product_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."Product" validate constraint "FK_Product_merchant_id_Merchant_id";
 
-alter table "public"."Product" add constraint "FK_Product_organizer_id_Organizer_id" FOREIGN KEY (organizer_id) REFERENCES "Organizer"(id) ON DELETE SET NULL not valid;
+alter table "public"."Product" add constraint "FK_Product_organizer_id_Organizer_id" FOREIGN KEY (organizer_id) REFERENCES public."Organizer"(id) ON DELETE SET NULL not valid;
 
 alter table "public"."Product" validate constraint "FK_Product_organizer_id_Organizer_id";
 
-alter table "public"."ProductVariant" add constraint "FK_ProductVariant_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES "Product"(id) ON DELETE CASCADE not valid;
+alter table "public"."ProductVariant" add constraint "FK_ProductVariant_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES public."Product"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."ProductVariant" validate constraint "FK_ProductVariant_product_id_Product_id";
 
-alter table "public"."RolePermission" add constraint "FK_RolePermission_permission_id_Permission_id" FOREIGN KEY (permission_id) REFERENCES "Permission"(id) ON DELETE CASCADE not valid;
+alter table "public"."RolePermission" add constraint "FK_RolePermission_permission_id_Permission_id" FOREIGN KEY (permission_id) REFERENCES public."Permission"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."RolePermission" validate constraint "FK_RolePermission_permission_id_Permission_id";
 
-alter table "public"."RolePermission" add constraint "FK_RolePermission_role_id_Role_id" FOREIGN KEY (role_id) REFERENCES "Role"(id) ON DELETE CASCADE not valid;
+alter table "public"."RolePermission" add constraint "FK_RolePermission_role_id_Role_id" FOREIGN KEY (role_id) REFERENCES public."Role"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."RolePermission" validate constraint "FK_RolePermission_role_id_Role_id";
 
 alter table "public"."SaleChannel" validate constraint "CK_SaleChannel_kind";
 
-alter table "public"."SaleChannel" add constraint "FK_SaleChannel_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "public"."SaleChannel" add constraint "FK_SaleChannel_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."SaleChannel" validate constraint "FK_SaleChannel_merchant_id_Merchant_id";
 
 alter table "public"."User" validate constraint "CK_User_status";
 
-alter table "public"."UserPermission" add constraint "FK_UserPermission_permission_id_Permission_id" FOREIGN KEY (permission_id) REFERENCES "Permission"(id) ON DELETE CASCADE not valid;
+alter table "public"."UserPermission" add constraint "FK_UserPermission_permission_id_Permission_id" FOREIGN KEY (permission_id) REFERENCES public."Permission"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."UserPermission" validate constraint "FK_UserPermission_permission_id_Permission_id";
 
-alter table "public"."UserPermission" add constraint "FK_UserPermission_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "public"."UserPermission" add constraint "FK_UserPermission_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."UserPermission" validate constraint "FK_UserPermission_user_id_User_id";
 
-alter table "public"."UserRole" add constraint "FK_UserRole_role_id_Role_id" FOREIGN KEY (role_id) REFERENCES "Role"(id) ON DELETE CASCADE not valid;
+alter table "public"."UserRole" add constraint "FK_UserRole_role_id_Role_id" FOREIGN KEY (role_id) REFERENCES public."Role"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."UserRole" validate constraint "FK_UserRole_role_id_Role_id";
 
-alter table "public"."UserRole" add constraint "FK_UserRole_user_id_User_id" FOREIGN KEY (user_id) REFERENCES "User"(id) ON DELETE CASCADE not valid;
+alter table "public"."UserRole" add constraint "FK_UserRole_user_id_User_id" FOREIGN KEY (user_id) REFERENCES public."User"(id) ON DELETE CASCADE not valid;
 
 alter table "public"."UserRole" validate constraint "FK_UserRole_user_id_User_id";

@@ -273,7 +273,7 @@ alter table "sale"."SaleOrderPayment" add constraint "CK_SaleOrderPayment_status
 
 alter table "sale"."DiningTable" validate constraint "CK_DiningTable_seats";
 
-alter table "sale"."DiningTable" add constraint "FK_DiningTable_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "sale"."DiningTable" add constraint "FK_DiningTable_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "sale"."DiningTable" validate constraint "FK_DiningTable_merchant_id_Merchant_id";
 
@@ -283,11 +283,11 @@ alter table "sale"."KitchenTicket" add constraint "FK_KitchenTicket_check_id_Sal
 
 alter table "sale"."KitchenTicket" validate constraint "FK_KitchenTicket_check_id_SaleCheck_id";
 
-alter table "sale"."KitchenTicket" add constraint "FK_KitchenTicket_device_id_Device_id" FOREIGN KEY (device_id) REFERENCES "Device"(id) ON DELETE SET NULL not valid;
+alter table "sale"."KitchenTicket" add constraint "FK_KitchenTicket_device_id_Device_id" FOREIGN KEY (device_id) REFERENCES public."Device"(id) ON DELETE SET NULL not valid;
 
 alter table "sale"."KitchenTicket" validate constraint "FK_KitchenTicket_device_id_Device_id";
 
-alter table "sale"."KitchenTicket" add constraint "FK_KitchenTicket_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE CASCADE not valid;
+alter table "sale"."KitchenTicket" add constraint "FK_KitchenTicket_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE CASCADE not valid;
 
 alter table "sale"."KitchenTicket" validate constraint "FK_KitchenTicket_merchant_id_Merchant_id";
 
@@ -319,11 +319,11 @@ alter table "sale"."SaleCheck" add constraint "FK_SaleCheck_dining_table_id_Dini
 
 alter table "sale"."SaleCheck" validate constraint "FK_SaleCheck_dining_table_id_DiningTable_id";
 
-alter table "sale"."SaleCheck" add constraint "FK_SaleCheck_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE RESTRICT not valid;
+alter table "sale"."SaleCheck" add constraint "FK_SaleCheck_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE RESTRICT not valid;
 
 alter table "sale"."SaleCheck" validate constraint "FK_SaleCheck_merchant_id_Merchant_id";
 
-alter table "sale"."SaleCheck" add constraint "FK_SaleCheck_opened_by_User_id" FOREIGN KEY (opened_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "sale"."SaleCheck" add constraint "FK_SaleCheck_opened_by_User_id" FOREIGN KEY (opened_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "sale"."SaleCheck" validate constraint "FK_SaleCheck_opened_by_User_id";
 
@@ -337,7 +337,7 @@ alter table "sale"."SaleCheckItem" add constraint "FK_SaleCheckItem_check_id_Sal
 
 alter table "sale"."SaleCheckItem" validate constraint "FK_SaleCheckItem_check_id_SaleCheck_id";
 
-alter table "sale"."SaleCheckItem" add constraint "FK_SaleCheckItem_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES "Product"(id) ON DELETE RESTRICT not valid;
+alter table "sale"."SaleCheckItem" add constraint "FK_SaleCheckItem_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES public."Product"(id) ON DELETE RESTRICT not valid;
 
 alter table "sale"."SaleCheckItem" validate constraint "FK_SaleCheckItem_product_id_Product_id";
 
@@ -345,7 +345,7 @@ alter table "sale"."SaleCheckItem" add constraint "FK_SaleCheckItem_sale_order_i
 
 alter table "sale"."SaleCheckItem" validate constraint "FK_SaleCheckItem_sale_order_item_id_SaleOrderItem_id";
 
-alter table "sale"."SaleCheckItem" add constraint "FK_SaleCheckItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES "ProductVariant"(id) ON DELETE RESTRICT not valid;
+alter table "sale"."SaleCheckItem" add constraint "FK_SaleCheckItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES public."ProductVariant"(id) ON DELETE RESTRICT not valid;
 
 alter table "sale"."SaleCheckItem" validate constraint "FK_SaleCheckItem_variant_id_ProductVariant_id";
 
@@ -355,15 +355,15 @@ alter table "sale"."SaleOrder" validate constraint "CK_SaleOrder_status";
 
 alter table "sale"."SaleOrder" validate constraint "CK_SaleOrder_total";
 
-alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_cashier_id_User_id" FOREIGN KEY (cashier_id) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_cashier_id_User_id" FOREIGN KEY (cashier_id) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "sale"."SaleOrder" validate constraint "FK_SaleOrder_cashier_id_User_id";
 
-alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_customer_id_User_id" FOREIGN KEY (customer_id) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_customer_id_User_id" FOREIGN KEY (customer_id) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "sale"."SaleOrder" validate constraint "FK_SaleOrder_customer_id_User_id";
 
-alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_device_id_Device_id" FOREIGN KEY (device_id) REFERENCES "Device"(id) ON DELETE SET NULL not valid;
+alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_device_id_Device_id" FOREIGN KEY (device_id) REFERENCES public."Device"(id) ON DELETE SET NULL not valid;
 
 alter table "sale"."SaleOrder" validate constraint "FK_SaleOrder_device_id_Device_id";
 
@@ -371,7 +371,7 @@ alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_fulfillment_location
 
 alter table "sale"."SaleOrder" validate constraint "FK_SaleOrder_fulfillment_location_id_StockLocation_id";
 
-alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES "Merchant"(id) ON DELETE RESTRICT not valid;
+alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_merchant_id_Merchant_id" FOREIGN KEY (merchant_id) REFERENCES public."Merchant"(id) ON DELETE RESTRICT not valid;
 
 alter table "sale"."SaleOrder" validate constraint "FK_SaleOrder_merchant_id_Merchant_id";
 
@@ -379,7 +379,7 @@ alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_price_evaluation_id_
 
 alter table "sale"."SaleOrder" validate constraint "FK_SaleOrder_price_evaluation_id_PriceEvaluation_id";
 
-alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_sale_channel_id_SaleChannel_id" FOREIGN KEY (sale_channel_id) REFERENCES "SaleChannel"(id) ON DELETE SET NULL not valid;
+alter table "sale"."SaleOrder" add constraint "FK_SaleOrder_sale_channel_id_SaleChannel_id" FOREIGN KEY (sale_channel_id) REFERENCES public."SaleChannel"(id) ON DELETE SET NULL not valid;
 
 alter table "sale"."SaleOrder" validate constraint "FK_SaleOrder_sale_channel_id_SaleChannel_id";
 
@@ -387,7 +387,7 @@ alter table "sale"."SaleOrderHistory" validate constraint "CK_SaleOrderHistory_f
 
 alter table "sale"."SaleOrderHistory" validate constraint "CK_SaleOrderHistory_to_status";
 
-alter table "sale"."SaleOrderHistory" add constraint "FK_SaleOrderHistory_changed_by_User_id" FOREIGN KEY (changed_by) REFERENCES "User"(id) ON DELETE SET NULL not valid;
+alter table "sale"."SaleOrderHistory" add constraint "FK_SaleOrderHistory_changed_by_User_id" FOREIGN KEY (changed_by) REFERENCES public."User"(id) ON DELETE SET NULL not valid;
 
 alter table "sale"."SaleOrderHistory" validate constraint "FK_SaleOrderHistory_changed_by_User_id";
 
@@ -407,7 +407,7 @@ alter table "sale"."SaleOrderItem" add constraint "FK_SaleOrderItem_fare_id_Fare
 
 alter table "sale"."SaleOrderItem" validate constraint "FK_SaleOrderItem_fare_id_Fare_id";
 
-alter table "sale"."SaleOrderItem" add constraint "FK_SaleOrderItem_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES "Product"(id) ON DELETE RESTRICT not valid;
+alter table "sale"."SaleOrderItem" add constraint "FK_SaleOrderItem_product_id_Product_id" FOREIGN KEY (product_id) REFERENCES public."Product"(id) ON DELETE RESTRICT not valid;
 
 alter table "sale"."SaleOrderItem" validate constraint "FK_SaleOrderItem_product_id_Product_id";
 
@@ -415,7 +415,7 @@ alter table "sale"."SaleOrderItem" add constraint "FK_SaleOrderItem_sale_order_i
 
 alter table "sale"."SaleOrderItem" validate constraint "FK_SaleOrderItem_sale_order_id_SaleOrder_id";
 
-alter table "sale"."SaleOrderItem" add constraint "FK_SaleOrderItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES "ProductVariant"(id) ON DELETE RESTRICT not valid;
+alter table "sale"."SaleOrderItem" add constraint "FK_SaleOrderItem_variant_id_ProductVariant_id" FOREIGN KEY (variant_id) REFERENCES public."ProductVariant"(id) ON DELETE RESTRICT not valid;
 
 alter table "sale"."SaleOrderItem" validate constraint "FK_SaleOrderItem_variant_id_ProductVariant_id";
 

@@ -77,7 +77,14 @@ def _sqlalchemy_connection(url: str) -> Iterator[Any]:
         raise ConfigurationError(
             "diffing needs the migrations extra: pip install 'nxdata[migrations]'"
         ) from None
-    engine = create_engine(sqlalchemy_url(url), poolclass=NullPool)
+    # With only pg_catalog on the search path, PostgreSQL qualifies every name it prints
+    # (pg_get_constraintdef, pg_get_indexdef, defaults), so the generated SQL does not depend on
+    # the search_path of whoever applies it: `REFERENCES public."Merchant"`, not `"Merchant"`.
+    engine = create_engine(
+        sqlalchemy_url(url),
+        poolclass=NullPool,
+        connect_args={"options": "-c search_path=pg_catalog"},
+    )
     try:
         with engine.connect() as conn:
             yield conn
