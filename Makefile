@@ -52,10 +52,10 @@ bench-quick: $(STAMP)
 # The migration workflow of the original design (schema=<name>).
 db-generate: $(STAMP)
 	@test -n "$(schema)" || (echo "usage: make db-generate schema=<name>" >&2; exit 2)
-	$(NXDATA) diff --schema $(schema) $(if $(name),--name $(name))
+	$(NXDATA) diff --schema $(schema) $(if $(name),--name $(name)) $(if $(unsafe),--unsafe)
 
 db-generate-all: $(STAMP)
-	$(NXDATA) diff --all $(if $(name),--name $(name))
+	$(NXDATA) diff --all $(if $(name),--name $(name)) $(if $(unsafe),--unsafe)
 
 db-migrate: $(STAMP)
 	@test -n "$(schema)" || (echo "usage: make db-migrate schema=<name>" >&2; exit 2)
