@@ -22,7 +22,7 @@ from pypika import PostgreSQLQuery
 from pypika import Table as PTable
 from pypika.terms import Criterion, EmptyCriterion, Field, Term
 
-from .errors import FilterError
+from .errors import DeclarationError, FilterError
 from .filters import OPERATORS
 from .locks import Lock
 from .rows import RowDecoder
@@ -51,7 +51,7 @@ _render_lock = threading.Lock()
 _collected: list[tuple[int, Converter]] = []
 
 
-class _Param(Term):  # type: ignore[misc]
+class _Param(Term):
     """A placeholder fed from value slot `slot` through `convert`; renders ``%s[::cast]``."""
 
     def __init__(self, slot: int, convert: Converter, cast: str | None = None) -> None:
@@ -63,7 +63,7 @@ class _Param(Term):  # type: ignore[misc]
         return "%s::" + self.cast if self.cast else "%s"
 
 
-class _Sql(Criterion):  # type: ignore[misc]
+class _Sql(Criterion):
     """A SQL fragment with terms: ``_Sql("{0} IS DISTINCT FROM {1}", col, param)``.
 
     The template is fixed text written in this module; only terms fill it.
@@ -78,7 +78,7 @@ class _Sql(Criterion):  # type: ignore[misc]
         return self.template.format(*(t.get_sql(**kwargs) for t in self.terms))
 
 
-class _Ident(Term):  # type: ignore[misc]
+class _Ident(Term):
     """A declared (trusted) identifier, quoted."""
 
     def __init__(self, name: str) -> None:
@@ -187,6 +187,23 @@ class _Conv:
         def convert(value: Any) -> Any:
             if type(value) not in (list, tuple) or len(value) != 2:
                 raise error(f"expects a list of two values [low, high], got {value!r}")
+            return item(value[index])
+
+        return convert
+
+    def key_part(self, item: Converter, index: int, key: tuple[str, ...]) -> Converter:
+        """Part `index` of a composite primary key value (a tuple or list of ``len(key)``)."""
+        table = self.table
+        size = len(key)
+
+        def convert(value: Any) -> Any:
+            if type(value) not in (list, tuple) or len(value) != size:
+                raise FilterError(
+                    f"the primary key is ({', '.join(key)}): pass a tuple of {size} values, "
+                    f"got {value!r}",
+                    table=table,
+                    part="id",
+                )
             return item(value[index])
 
         return convert
@@ -398,15 +415,18 @@ class Compiler:
         return criterion
 
     def _pk_criterion(self, slot: int, part: str = "id") -> tuple[Criterion, int]:
+        """``pk = %s`` (one value slot; a composite key's value is a tuple in key order)."""
+        if not self.pk:  # without this check the WHERE would be empty: every row would match
+            raise DeclarationError(
+                "has no primary key: the *_by_id methods need one (use the where forms)",
+                table=self.name,
+            )
+        key = tuple(c.field for c in self.pk)
         terms = []
         for i, column in enumerate(self.pk):
             conv = _Conv(self.name, column, part).scalar()
             if len(self.pk) > 1:
-                conv = (
-                    _Conv(self.name, column, part).pair(conv, i)
-                    if len(self.pk) == 2
-                    else (lambda v, i=i, c=conv: c(v[i]))
-                )
+                conv = _Conv(self.name, column, part).key_part(conv, i, key)
             terms.append(
                 _Sql(
                     "{0} = {1}",
@@ -546,21 +566,37 @@ class Compiler:
         sql, plan = _render(lambda: query.get_sql() + suffix + self.returning)
         return Compiled(sql, plan, self.full_decoder)
 
+    def unnest_safe(self, fields: tuple[str, ...]) -> bool:
+        """True when `insert_many` can write these fields: no array column among them.
+
+        unnest() flattens a two-dimensional array parameter (and PostgreSQL arrays must be
+        rectangular), so rows that carry arrays go in through `insert` and ``executemany``.
+        """
+        return all(self.table.by_field[f].kind != "array" for f in fields)
+
     def insert_many(self, fields: tuple[str, ...]) -> Compiled:
         """INSERT ... SELECT FROM unnest(one array parameter per column) RETURNING the rows: one
-        statement whatever the number of rows. Value slot i holds column i's list of values."""
+        statement whatever the number of rows. Value slot i holds column i's list of values.
+
+        Only for fields without array columns (`unnest_safe`). ``WITH ORDINALITY ... ORDER BY``
+        keeps the returned rows in the order of the input.
+        """
         columns = [self.table.by_field[f] for f in fields]
+        if not self.unnest_safe(fields):  # pragma: no cover - callers check unnest_safe
+            raise AssertionError("insert_many cannot write array columns")
         arrays = []
         for i, column in enumerate(columns):
-            convert = _write_converter(column)
             cast = ("jsonb" if column.kind == "json" else _base_type(column.sql_type)) + "[]"
-            arrays.append(_Param(i, lambda values, c=convert: [c(v) for v in values], cast))
+            arrays.append(_Param(i, _each(_write_converter(column)), cast))
         names = ", ".join(_quote(c.name) for c in columns)
+        # Generated aliases (c0, c1, ..., n): declared names never meet the ordinality column.
+        aliases = [f"c{i}" for i in range(len(columns))]
         source = _Sql("unnest(" + ", ".join(f"{{{i}}}" for i in range(len(arrays))) + ")", *arrays)
         sql, plan = _render(
             lambda: (
-                f"INSERT INTO {self.table.sql_name} ({names}) SELECT * FROM "
+                f"INSERT INTO {self.table.sql_name} ({names}) SELECT {', '.join(aliases)} FROM "
                 + source.get_sql()
+                + f" WITH ORDINALITY AS _nx({', '.join(aliases)}, n) ORDER BY n"
                 + self.returning
             )
         )
@@ -646,3 +682,12 @@ def _write_converter(column: ColumnDef) -> Converter:
 
 def _identity(value: Any) -> Any:
     return value
+
+
+def _each(convert: Converter) -> Converter:
+    """A converter of a list of values, one `convert` per item."""
+
+    def convert_all(values: Sequence[Any]) -> list[Any]:
+        return [convert(v) for v in values]
+
+    return convert_all

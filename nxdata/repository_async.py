@@ -437,57 +437,86 @@ class AsyncRepository(Generic[T]):
         returning: bool = False,
         transaction: AsyncTransaction | None = None,
     ) -> int | list[T]:
-        """Insert many rows; COPY when no rows are wanted back, else one INSERT ... SELECT FROM
-        unnest(...) RETURNING per column set. Returns the count, or the rows with
-        ``returning=True``. Validation happens for every row before anything is written.
+        """Insert many rows; returns the count, or with ``returning=True`` the rows as stored, in
+        the order given. Every row is validated before anything is written, and the rows go in
+        all or none.
+
+        Without ``returning``: COPY. With it: one ``INSERT ... SELECT FROM unnest(...) RETURNING``
+        per column set, or, when the rows carry array columns (which unnest would flatten), the
+        single-row INSERT sent for every row with ``executemany`` in one pipeline.
 
         >>> await repo.create_all([{"name": "a"}, {"name": "b"}])
         2
         """
         groups: dict[tuple[str, ...], list[list[Any]]] = {}
+        positions: dict[tuple[str, ...], list[int]] = {}
+        total = 0
         for item in rows:
             fields, values = _set_fields(self.table.validate_insert(item))
             groups.setdefault(fields, []).append(values)
+            positions.setdefault(fields, []).append(total)
+            total += 1
         if not groups:
             return [] if returning else 0
+        # One statement (a COPY, an INSERT from unnest) is atomic by itself; several statements
+        # (column sets, executemany) run in a transaction of their own: all rows or none.
+        own_tx = transaction is None and (
+            len(groups) > 1 or (returning and not self._compiler.unnest_safe(next(iter(groups))))
+        )
         conn = (
             transaction.connection
             if transaction is not None
             else await self.db._acquire(write=True)
         )
-        out: list[T] = []
-        count = 0
+        placed: list[Any] = [None] * total
         try:
-            if transaction is None and len(groups) > 1:
-                await conn.execute("BEGIN")  # all groups or none
+            if own_tx:
+                await conn.execute("BEGIN")
             for fields, group in groups.items():
-                if returning:
-                    statement = self._statement(
-                        ("insert_many", fields), self._compiler.insert_many, fields
-                    )
-                    columns = [list(column) for column in zip(*group, strict=True)]
-                    cursor = await conn.execute(statement.sql, statement.params(columns))
-                    assert statement.decoder is not None
-                    out.extend(statement.decoder.many(await cursor.fetchall()))
-                else:
-                    converters = [_write_converter(self.table.by_field[f]) for f in fields]
-                    async with (
-                        conn.cursor() as cursor,
-                        cursor.copy(self._compiler.copy_sql(fields)) as copy,
-                    ):
-                        for values in group:
-                            await copy.write_row(
-                                [c(v) for c, v in zip(converters, values, strict=True)]
-                            )
-                    count += len(group)
-            if transaction is None and len(groups) > 1:
+                if not returning:
+                    await self._copy(conn, fields, group)
+                    continue
+                created = await self._insert_returning(conn, fields, group)
+                for index, row in zip(positions[fields], created, strict=True):
+                    placed[index] = row
+            if own_tx:
                 await conn.execute("COMMIT")
         except psycopg.Error as exc:
             raise map_database_error(exc) from exc
         finally:
             if transaction is None:
-                await self.db._release(conn)
-        return out if returning else count
+                await self.db._release(conn)  # rolls back what an error left open
+        return placed if returning else total
+
+    async def _copy(
+        self, conn: psycopg.AsyncConnection[Any], fields: tuple[str, ...], group: list[list[Any]]
+    ) -> None:
+        converters = [_write_converter(self.table.by_field[f]) for f in fields]
+        async with conn.cursor() as cursor, cursor.copy(self._compiler.copy_sql(fields)) as copy:
+            for values in group:
+                await copy.write_row([c(v) for c, v in zip(converters, values, strict=True)])
+
+    async def _insert_returning(
+        self, conn: psycopg.AsyncConnection[Any], fields: tuple[str, ...], group: list[list[Any]]
+    ) -> list[T]:
+        if self._compiler.unnest_safe(fields):
+            statement = self._statement(("insert_many", fields), self._compiler.insert_many, fields)
+            columns = [list(column) for column in zip(*group, strict=True)]
+            cursor = await conn.execute(statement.sql, statement.params(columns))
+            found = await cursor.fetchall()
+        else:
+            statement = self._statement(("insert", fields), self._compiler.insert, fields)
+            found = []
+            async with conn.cursor() as cursor:
+                await cursor.executemany(
+                    statement.sql, [statement.params(values) for values in group], returning=True
+                )
+                while True:  # one result (of one row) per statement
+                    found.extend(await cursor.fetchall())
+                    if not cursor.nextset():
+                        break
+        assert statement.decoder is not None
+        return statement.decoder.many(found)
 
     async def update_by_id(
         self, id: Any, data: Data, *, transaction: AsyncTransaction | None = None
