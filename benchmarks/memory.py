@@ -108,16 +108,20 @@ async def _run_async_measure(contender: Any, method: str) -> dict[str, Any]:
 
 
 def measure_all(
-    jobs: list[tuple[str, str, str]], url: str
+    jobs: list[tuple[str, str, str]], url: str, *, parallel: int = 2
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Run each ``(scenario key, contender name, method)`` in its own fresh child process."""
+    """Run each ``(scenario key, contender name, method)`` in its own fresh child process,
+    `parallel` at a time (memory does not depend on timing, so they may overlap)."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(_PRELOAD)
     results: dict[tuple[str, str], dict[str, Any]] = {}
-    for key, name, method in jobs:
-        with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(max_workers=parallel, mp_context=ctx, max_tasks_per_child=1) as pool:
+        futures = {
+            (key, name): pool.submit(measure, name, method, url) for key, name, method in jobs
+        }
+        for job, future in futures.items():
             try:
-                results[(key, name)] = pool.submit(measure, name, method, url).result()
+                results[job] = future.result()
             except Exception as exc:
-                results[(key, name)] = {"na": f"{type(exc).__name__}: {exc}", "na_kind": "error"}
+                results[job] = {"na": f"{type(exc).__name__}: {exc}", "na_kind": "error"}
     return results

@@ -197,10 +197,15 @@ class Workload:
         self.rng = random.Random(seed)
         self._bulk_rows: list[dict[str, Any]] | None = None
 
-    def args(self, scenario: Scenario) -> tuple[Any, ...]:
+    def args(self, scenario: Scenario, *, warmup: bool = False) -> tuple[Any, ...]:
+        """Arguments for one measurement (a warm-up bulk insert gets a tenth of the rows: it
+        only has to warm caches, and the ORMs' full bulk inserts are slow)."""
         n = scenario.ops(self.sizes)
         make: Callable[[int], tuple[Any, ...]] = getattr(self, scenario.method)
-        return make(n)
+        args = make(n)
+        if warmup and scenario.method == "bulk_insert":
+            args = (args[0][: max(1, len(args[0]) // 10)],)
+        return args
 
     def pk_lookup(self, n: int) -> tuple[Any, ...]:
         return (self.rng.choices(self.item_ids, k=n),)

@@ -1,6 +1,12 @@
 """asyncpg, raw: the async limit. Hand-written SQL (asyncpg prepares and caches every statement),
 Records, binary protocol, jsonb decoded by msgspec through a type codec, ``copy_records_to_table``
-for bulk inserts, a cursor in a transaction for streaming."""
+for bulk inserts, a cursor in a transaction for streaming.
+
+The pool's connections get the text-format codec ``set_type_codec("jsonb",
+decoder=msgspec.json.decode, ...)``: msgspec is called directly, with no Python wrapper per value.
+Binary COPY needs a binary-format codec, so bulk inserts use one more connection, opened at set-up,
+whose jsonb codec is the binary form (a version byte, then the JSON text).
+"""
 
 from __future__ import annotations
 
@@ -28,21 +34,27 @@ _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
 
-def _encode_jsonb(value: Any) -> bytes:
+def _encode_text(value: Any) -> str:
+    return _encode(value).decode()
+
+
+def _encode_binary(value: Any) -> bytes:
     return b"\x01" + _encode(value)  # binary jsonb: a version byte, then the JSON text
 
 
-def _decode_jsonb(data: bytes) -> Any:
+def _decode_binary(data: bytes) -> Any:
     return _decode(memoryview(data)[1:])
 
 
 async def _init(conn: asyncpg.Connection) -> None:
-    # The binary form of the codec, so that copy_records_to_table (binary COPY) can use it too;
-    # decoding costs the same as the text form (the payload is the JSON text after one byte).
+    await conn.set_type_codec("jsonb", encoder=_encode_text, decoder=_decode, schema="pg_catalog")
+
+
+async def _init_copy(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "jsonb",
-        encoder=_encode_jsonb,
-        decoder=_decode_jsonb,
+        encoder=_encode_binary,
+        decoder=_decode_binary,
         schema="pg_catalog",
         format="binary",
     )
@@ -74,8 +86,11 @@ class Asyncpg(Contender):
         )
         bulk = nx.table_of(ItemBulk)
         self._bulk = (bulk.name, bulk.schema.name)
+        self.copy_conn: asyncpg.Connection = await asyncpg.connect(**asyncpg_kwargs(self.ctx.url))
+        await _init_copy(self.copy_conn)
 
     async def close(self) -> None:
+        await self.copy_conn.close()
         await self.pool.close()
 
     async def pk_lookup(self, ids: list[str]) -> None:
@@ -123,10 +138,9 @@ class Asyncpg(Contender):
 
     async def bulk_insert(self, rows: list[tuple[Any, ...]]) -> None:
         table, schema = self._bulk
-        async with self.pool.acquire() as conn:
-            await conn.copy_records_to_table(
-                table, schema_name=schema, columns=list(INSERT_COLUMNS), records=rows
-            )
+        await self.copy_conn.copy_records_to_table(
+            table, schema_name=schema, columns=list(INSERT_COLUMNS), records=rows
+        )
 
     async def update_by_id(self, changes: list[tuple[str, str, int]]) -> None:
         pool, query = self.pool, _N["update_one"]
