@@ -335,7 +335,8 @@ class AsyncRepository(Generic[T]):
         ...     handle(row)
 
         Without a transaction it holds one connection until the iteration ends (or the
-        generator is closed).
+        generator is closed). With ``lock=`` (which needs ``transaction=``) rows are locked as
+        their batch is fetched, and stay locked until the transaction ends.
         """
         statement, values = self._select(filter, lock, transaction, include_deleted)
         decoder = statement.decoder

@@ -11,7 +11,7 @@ import pytest
 from test_repository_support import Meta, Models, create_tables, make_models
 
 from nxdata import AsyncDatabase, AsyncRepository, AsyncSoftDeletableRepository, Lock
-from nxdata.errors import FilterError, TransactionError, UniqueViolation
+from nxdata.errors import FilterError, LockNotAvailable, TransactionError, UniqueViolation
 
 Conn = psycopg.Connection[Any]
 
@@ -131,6 +131,44 @@ async def test_transactions_and_locks(
             1 / 0  # noqa: B018
     assert (await entries.find_by_id(row.id)).qty == 7  # type: ignore[union-attr]
     assert await items.count() == 0
+
+
+async def test_iterate_with_a_lock(adb: AsyncDatabase, entries: AsyncRepository[Any]) -> None:
+    rows = await entries.create_all(
+        [{"label": f"r{i}", "qty": i} for i in range(5)], returning=True
+    )
+    ids = [r.id for r in rows]
+
+    async def free(row_id: int) -> bool:
+        """Whether an independent transaction can lock the row right now."""
+        async with await adb.begin_transaction() as other:
+            try:
+                await entries.find_by_id(row_id, lock=Lock.UPDATE.nowait(), transaction=other)
+            except LockNotAvailable:
+                return False
+            return True
+
+    async with adb.transaction() as tx:
+        stream = entries.iterate({"order": ["qty"]}, batch_size=2, lock=Lock.UPDATE, transaction=tx)
+        async with aclosing(stream):
+            seen = [await anext(stream)]
+            # A cursor FOR UPDATE locks rows as it fetches them: the first batch of two.
+            assert [await free(i) for i in ids] == [False, False, True, True, True]
+            seen += [row async for row in stream]
+        assert [r.qty for r in seen] == [0, 1, 2, 3, 4]
+        assert not any([await free(i) for i in ids])  # held until the transaction ends
+        async with await adb.begin_transaction() as other:  # SKIP LOCKED sees none of them
+            skip = Lock.UPDATE.skip_locked()
+            assert [r async for r in entries.iterate(lock=skip, transaction=other)] == []
+        assert (await entries.count(transaction=tx)) == 5  # tx is still usable after the cursor
+    assert all([await free(i) for i in ids])
+
+    with pytest.raises(TransactionError, match="needs a transaction"):
+        [r async for r in entries.iterate(lock=Lock.SHARE)]
+    with pytest.raises(TransactionError, match="already committed"):
+        [r async for r in entries.iterate(lock=Lock.UPDATE, transaction=tx)]
+    for _ in range(6):  # more than the pool size: nothing was leaked
+        assert await entries.count() == 5
 
 
 async def test_bad_filter(items: AsyncSoftDeletableRepository[Any]) -> None:
