@@ -148,7 +148,7 @@ class Database:
         """
         pool = self._pool if self._pool is not None else self.pool
         try:
-            conn = pool.getconn()
+            conn: psycopg.Connection[Any] = pool.getconn()
         except psycopg_pool.PoolTimeout as exc:
             raise pool_timeout(self.name, self.options, exc) from exc
         except psycopg.OperationalError as exc:

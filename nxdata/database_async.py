@@ -145,7 +145,7 @@ class AsyncDatabase:
         """
         pool = self._pool if self._pool is not None else await self.get_pool()
         try:
-            conn = await pool.getconn()
+            conn: psycopg.AsyncConnection[Any] = await pool.getconn()
         except psycopg_pool.PoolTimeout as exc:
             raise pool_timeout(self.name, self.options, exc) from exc
         except psycopg.OperationalError as exc:

@@ -12,13 +12,14 @@ compiled once per shape and cached, so a repeated shape costs this walk and a di
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeAlias
 
 import msgspec
 
 from .errors import FilterError
 
-__all__ = ["LOGICAL", "OPERATORS", "Filter", "split_filter", "walk"]
+__all__ = ["LOGICAL", "OPERATORS", "Filter", "WhereKey", "split_filter", "walk"]
 
 OPERATORS = frozenset(
     {
@@ -79,6 +80,9 @@ class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
 
 _decoder = msgspec.json.Decoder(Filter)
 
+WhereKey: TypeAlias = tuple[Any, ...]
+"""The shape of a ``where`` dict: nested tuples of names, operators and null flags, no values."""
+
 Split = tuple[
     dict[str, Any] | None,  # where
     tuple[str, ...] | None,  # fields
@@ -88,7 +92,7 @@ Split = tuple[
 ]
 
 
-def split_filter(filter: Filter | dict[str, Any] | None, table: str | None = None) -> Split:
+def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = None) -> Split:
     """``(where, fields, order, limit, offset)`` of a filter, with lists made hashable.
 
     >>> split_filter({"where": {"a": 1}, "order": "a DESC", "skip": 5})
@@ -96,6 +100,8 @@ def split_filter(filter: Filter | dict[str, Any] | None, table: str | None = Non
     """
     if filter is None:
         return None, None, None, None, None
+    if type(filter) is not dict and isinstance(filter, Mapping):
+        filter = dict(filter)  # any other mapping (a MappingProxy, a frozen dict...) as a dict
     if type(filter) is dict:
         if not filter.keys() <= _KEYS:
             bad = next(iter(filter.keys() - _KEYS))
@@ -119,7 +125,9 @@ def split_filter(filter: Filter | dict[str, Any] | None, table: str | None = Non
             f"a filter is a dict or a Filter, not {type(filter).__name__}", table=table
         )
     if where is not None and type(where) is not dict:
-        raise FilterError("where must be an object", table=table, part="where")
+        if not isinstance(where, Mapping):
+            raise FilterError("where must be an object", table=table, part="where")
+        where = dict(where)
     return where, _names(fields, "fields", table), _names(order, "order", table), limit, offset
 
 
@@ -135,7 +143,9 @@ def _names(value: Any, part: str, table: str | None) -> tuple[str, ...] | None:
     raise FilterError(f"{part} must be a list of column names", table=table, part=part)
 
 
-def walk(where: dict[str, Any], values: list[Any], table: str | None = None, part: str = "where"):  # type: ignore[no-untyped-def]
+def walk(
+    where: dict[str, Any], values: list[Any], table: str | None = None, part: str = "where"
+) -> WhereKey:
     """The shape key of a ``where`` dict; appends its values to `values` in key order.
 
     >>> values = []

@@ -10,9 +10,10 @@ The executor is thin: statements come from `nxdata.compiler` (cached per shape),
 
 from __future__ import annotations
 
+import inspect
 import itertools
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar, overload
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import msgspec
 import psycopg
@@ -20,9 +21,9 @@ import psycopg
 from .compiler import Compiled, Compiler, _write_converter
 from .database_async import AsyncDatabase
 from .errors import DeclarationError, FilterError, TransactionError, map_database_error
-from .filters import Filter, split_filter, walk
+from .filters import Filter, WhereKey, split_filter, walk
 from .locks import Lock
-from .table import Table, table_of
+from .table import ColumnDef, Table, table_of
 from .transaction_async import AsyncTransaction
 
 __all__ = ["AsyncRepository", "AsyncSoftDeletableRepository"]
@@ -32,6 +33,15 @@ T = TypeVar("T", bound=msgspec.Struct)
 FilterLike = Filter | Mapping[str, Any] | None
 Where = Mapping[str, Any] | None
 Data = Mapping[str, Any] | msgspec.Struct
+
+
+class SqlBuilder(Protocol):
+    """Anything that renders SQL text with ``get_sql()``: a PyPika query or term."""
+
+    def get_sql(self, **kwargs: Any) -> str: ...
+
+
+Query = str | bytes | psycopg.sql.SQL | psycopg.sql.Composed | SqlBuilder
 
 _ALL, _ONE, _COUNT = 0, 1, 2
 _MAX_SHAPES = 4096  # a bound on the statement cache: shapes are few unless someone probes us
@@ -60,20 +70,18 @@ class AsyncRepository(Generic[T]):
         self.table: Table[T] = table_of(row_type)
         self.max_limit = max_limit
         self._compiler = Compiler(self.table)
-        self._cache: dict[Any, Compiled] = {}
-        self._raw_decoders: dict[tuple[str, ...], Any] = {}
+        self._cache: dict[tuple[Any, ...], Compiled] = {}
+        self._raw_decoders: dict[tuple[str, ...], Callable[[Sequence[Any]], T]] = {}
         self._name = self.table.qualified_name
-        if len(self.table.primary_key) == 0:
-            self._by_id_ok = False
-        else:
-            self._by_id_ok = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.row_type.__name__})"
 
     # -- the compile cache -------------------------------------------------------------------------
 
-    def _statement(self, key: Any, build: Any, *args: Any, **kwargs: Any) -> Compiled:
+    def _statement(
+        self, key: tuple[Any, ...], build: Callable[..., Compiled], *args: Any, **kwargs: Any
+    ) -> Compiled:
         try:
             return self._cache[key]
         except KeyError:
@@ -89,14 +97,14 @@ class AsyncRepository(Generic[T]):
     def _live(self, include_deleted: bool) -> bool:
         return self.soft_delete and not include_deleted
 
-    def _where(self, where: Where, values: list[Any]) -> tuple[Any, ...] | None:
+    def _where(self, where: Where, values: list[Any]) -> WhereKey | None:
         if not where:
             return None
         if type(where) is not dict:
             if not isinstance(where, Mapping):
                 raise FilterError("where must be an object", table=self._name, part="where")
             where = dict(where)
-        return walk(where, values, self._name)  # type: ignore[arg-type]
+        return walk(where, values, self._name)
 
     def _paging(self, value: Any, part: str, values: list[Any]) -> bool:
         if value is None:
@@ -129,14 +137,13 @@ class AsyncRepository(Generic[T]):
                 f"lock={lock.sql} needs a transaction: pass transaction=tx (a lock taken outside "
                 "one would be released at once)"
             )
-        where, fields, order, limit, offset = split_filter(filter, self._name)  # type: ignore[arg-type]
+        where, fields, order, limit, offset = split_filter(filter, self._name)
         values: list[Any] = [] if by_id is _UNSET else [by_id]
         where_key = self._where(where, values)
         live = self._live(include_deleted)
         if by_id is not _UNSET:
-            key = ("by_id", where_key, fields, lock, live)
             return self._statement(
-                key,
+                ("by_id", where_key, fields, lock, live),
                 self._compiler.select,
                 where_key,
                 fields,
@@ -153,9 +160,8 @@ class AsyncRepository(Generic[T]):
         else:
             has_limit = self._paging(limit, "limit", values)
         has_offset = self._paging(offset, "offset", values)
-        key = ("select", where_key, fields, order, has_limit, has_offset, lock, live)
         return self._statement(
-            key,
+            ("select", where_key, fields, order, has_limit, has_offset, lock, live),
             self._compiler.select,
             where_key,
             fields,
@@ -170,7 +176,7 @@ class AsyncRepository(Generic[T]):
 
     async def _execute(
         self,
-        sql: Any,
+        sql: str,
         params: Sequence[Any] | None,
         transaction: AsyncTransaction | None,
         mode: int,
@@ -223,7 +229,17 @@ class AsyncRepository(Generic[T]):
         if row is None:
             return None
         assert statement.decoder is not None
-        return statement.decoder.one(row)  # type: ignore[no-any-return]
+        decoded: T = statement.decoder.one(row)
+        return decoded
+
+    async def _count(
+        self, statement: Compiled, values: Sequence[Any], transaction: AsyncTransaction | None
+    ) -> int:
+        """Run a statement without RETURNING; the number of rows it affected."""
+        count: int = await self._execute(
+            statement.sql, statement.params(values), transaction, _COUNT, write=True
+        )
+        return count
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -342,7 +358,9 @@ class AsyncRepository(Generic[T]):
         decoder = statement.decoder
         assert decoder is not None
         own = transaction is None
-        conn = await self.db._acquire(write=False) if own else transaction.connection  # type: ignore[union-attr]
+        conn = (
+            await self.db._acquire(write=False) if transaction is None else transaction.connection
+        )
         try:
             if own:
                 await conn.execute("BEGIN")  # a server-side cursor lives in a transaction
@@ -365,7 +383,7 @@ class AsyncRepository(Generic[T]):
 
     async def query(
         self,
-        query: Any,
+        query: Query,
         params: Sequence[Any] | Mapping[str, Any] | None = None,
         *,
         transaction: AsyncTransaction | None = None,
@@ -379,7 +397,7 @@ class AsyncRepository(Generic[T]):
         >>> q = PostgreSQLQuery.from_(t).select("*").where(t.seats > Parameter("%s"))
         >>> await repo.query(q, [10])
         """
-        if hasattr(query, "get_sql") and not isinstance(query, psycopg.sql.Composable):
+        if not isinstance(query, str | bytes | psycopg.sql.Composable):
             query = query.get_sql()
         conn = (
             transaction.connection
@@ -590,9 +608,7 @@ class AsyncRepository(Generic[T]):
         )
         if returning:
             return await self._rows(statement, values, transaction, write=True)
-        return await self._execute(  # type: ignore[no-any-return]
-            statement.sql, statement.params(values), transaction, _COUNT, write=True
-        )
+        return await self._count(statement, values, transaction)
 
     async def delete_by_id(
         self, id: Any, *, transaction: AsyncTransaction | None = None
@@ -647,9 +663,7 @@ class AsyncRepository(Generic[T]):
         )
         if returning:
             return await self._rows(statement, values, transaction, write=True)
-        return await self._execute(  # type: ignore[no-any-return]
-            statement.sql, statement.params(values), transaction, _COUNT, write=True
-        )
+        return await self._count(statement, values, transaction)
 
     async def upsert(
         self,
@@ -734,7 +748,25 @@ class AsyncSoftDeletableRepository(AsyncRepository[T]):
         )
         return await self._row(statement, [id], transaction, write=True)
 
-    async def delete_all(  # type: ignore[override]
+    @overload
+    async def delete_all(
+        self,
+        where: Where,
+        *,
+        returning: Literal[False] = False,
+        transaction: AsyncTransaction | None = None,
+    ) -> int: ...
+
+    @overload
+    async def delete_all(
+        self,
+        where: Where,
+        *,
+        returning: Literal[True],
+        transaction: AsyncTransaction | None = None,
+    ) -> list[T]: ...
+
+    async def delete_all(
         self,
         where: Where,
         *,
@@ -759,9 +791,7 @@ class AsyncSoftDeletableRepository(AsyncRepository[T]):
         )
         if returning:
             return await self._rows(statement, values, transaction, write=True)
-        return await self._execute(  # type: ignore[no-any-return]
-            statement.sql, statement.params(values), transaction, _COUNT, write=True
-        )
+        return await self._count(statement, values, transaction)
 
     async def restore_by_id(
         self, id: Any, *, transaction: AsyncTransaction | None = None
@@ -809,7 +839,7 @@ def _set_fields(validated: msgspec.Struct) -> tuple[tuple[str, ...], list[Any]]:
     return tuple(fields), values
 
 
-def _raw_decoder(table: Table[Any], names: tuple[str, ...]) -> Any:
+def _raw_decoder(table: Table[T], names: tuple[str, ...]) -> Callable[[Sequence[Any]], T]:
     """A decoder for rows of an arbitrary query, by result column name (escape hatch)."""
     columns = []
     for name in names:
@@ -824,8 +854,10 @@ def _raw_decoder(table: Table[Any], names: tuple[str, ...]) -> Any:
     index = {c.name: i for i, c in enumerate(table.columns)}
     slots = [index[c.name] for c in columns]
     row_type = table.row_type
+    # kw_only Structs cannot be built positionally (as in RowDecoder)
+    keyword = tuple(c.field for c in table.columns) if _keyword_only(row_type) else None
 
-    def convert(column: Any, value: Any) -> Any:
+    def convert(column: ColumnDef, value: Any) -> Any:
         if value is None:
             return None
         if column.kind == "json":
@@ -836,10 +868,17 @@ def _raw_decoder(table: Table[Any], names: tuple[str, ...]) -> Any:
             return column.python_type(value)
         return value
 
-    def decode(row: Sequence[Any]) -> Any:
+    def decode(row: Sequence[Any]) -> T:
         values = list(template)
         for slot, column, value in zip(slots, columns, row, strict=True):
             values[slot] = convert(column, value)
+        if keyword is not None:
+            return row_type(**dict(zip(keyword, values, strict=True)))
         return row_type(*values)
 
     return decode
+
+
+def _keyword_only(row_type: type[Any]) -> bool:
+    parameters = inspect.signature(row_type).parameters.values()
+    return any(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters)

@@ -255,6 +255,6 @@ async def _finish(tx: AsyncTransaction, exc: BaseException | None) -> None:
 
 async def _run(conn: psycopg.AsyncConnection[Any], sql: str) -> None:
     try:
-        await conn.execute(sql)  # type: ignore[arg-type]  # fixed text built here, no input
+        await conn.execute(sql)  # fixed text built here (savepoint names are generated)
     except psycopg.Error as exc:
         raise map_database_error(exc) from exc

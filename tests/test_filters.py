@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -199,3 +200,24 @@ def test_repeated_shape_compiles_in_microseconds() -> None:
         statement.params(values)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 25e-6, f"{per_call * 1e6:.1f} µs per cache hit"  # target 5 µs; CI slack
+
+
+def test_any_mapping_is_a_filter() -> None:
+    frozen = MappingProxyType({"where": MappingProxyType({"name": "a"}), "limit": 2})
+    sql, params = compile_select(frozen)
+    assert sql == compile_select({"where": {"name": "a"}, "limit": 2})[0]
+    assert params == ["a", 2]
+
+
+def test_bulk_insert_statements() -> None:
+    compiler = repo()._compiler
+    flat = ("id", "name", "meta")
+    assert compiler.unnest_safe(flat) and not compiler.unnest_safe(("name", "tags"))
+    statement = compiler.insert_many(flat)
+    assert statement.sql.startswith(
+        f'INSERT INTO {MODELS.schema.tables["Item"].sql_name} ("id", "name", "meta") '
+        "SELECT c0, c1, c2 FROM unnest(%s::text[], %s::text[], %s::jsonb[]) "
+        "WITH ORDINALITY AS _nx(c0, c1, c2, n) ORDER BY n RETURNING "
+    )
+    columns = [["i1", "i2"], ["a", "b"], [{"tier": "x"}, None]]
+    assert statement.params(columns) == [["i1", "i2"], ["a", "b"], ['{"tier":"x"}', None]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import psycopg
@@ -11,7 +11,9 @@ from pypika import Parameter, PostgreSQLQuery
 from pypika import Table as PTable
 from test_repository_support import Meta, Models, Plan, create_tables, make_models
 
+import nxdata as nx
 from nxdata import Database, Lock, Repository, SoftDeletableRepository
+from nxdata.ddl import create_statements
 from nxdata.errors import DeclarationError, FilterError, ValidationError
 
 Conn = psycopg.Connection[Any]
@@ -336,3 +338,27 @@ def test_filter_errors_from_the_repository(items: SoftDeletableRepository[Any]) 
         items.find({"limit": 5000})
     with pytest.raises(FilterError):
         items.count({"score": {"gt": "lots"}})
+
+
+def test_kw_only_row_type(db: Database, conn: Conn, schema_name: str) -> None:
+    schema = nx.Schema(schema_name)
+
+    @schema.table("Kw")
+    class Kw(msgspec.Struct, kw_only=True):
+        id: Annotated[int, nx.Column(primary_key=True)]
+        name: str = "x"
+        doc: dict[str, Any] | None = None
+
+    for statement in create_statements([schema]):
+        conn.execute(statement)  # type: ignore[arg-type]
+    kws = Repository(db, Kw)
+    first = kws.create({"id": 1, "doc": {"a": 1}})
+    assert first == Kw(id=1, doc={"a": 1})
+    assert kws.create_all([{"id": 2}], returning=True) == [Kw(id=2)]
+    assert kws.find({"order": ["id"]}) == [first, Kw(id=2)]
+    assert kws.find({"fields": ["name"], "limit": 1})[0].id is msgspec.UNSET
+    table = nx.table_of(Kw).sql_name
+    assert kws.query(f"SELECT * FROM {table} ORDER BY id") == [first, Kw(id=2)]  # escape hatch
+    assert kws.query(f"SELECT id FROM {table} WHERE id = 2") == [
+        Kw(id=2, name=msgspec.UNSET, doc=msgspec.UNSET)  # type: ignore[arg-type]
+    ]
