@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import typing
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -30,12 +31,23 @@ import msgspec
 
 __all__ = [
     "BigInt",
+    "BigIntIdColumns",
+    "BigIntIdentity",
     "Citext",
     "Column",
     "CommonColumns",
+    "CreatedAt",
+    "DeletedAt",
+    "Id",
+    "Id7",
+    "IdColumns",
+    "IntIdColumns",
+    "IntIdentity",
+    "ModifiedAt",
     "Money",
     "Real",
     "SmallInt",
+    "ValueColumns",
     "common_columns",
     "compose",
     "id_columns",
@@ -123,22 +135,31 @@ def new_uuid7() -> str:
     return str(uuid.UUID(int=value))
 
 
+Id = Annotated[str, Column(primary_key=True, default_factory=new_id)]
+"""A text primary key holding a random UUID made at insert (the common set's ``id``)."""
+Id7 = Annotated[str, Column(primary_key=True, default_factory=new_uuid7)]
+"""A text primary key holding a time-ordered UUID v7 made at insert."""
+IntIdentity = Annotated[int, Column(primary_key=True, identity="always")]
+"""An ``integer GENERATED ALWAYS AS IDENTITY`` primary key."""
+BigIntIdentity = Annotated[int, Column(sql_type="bigint", primary_key=True, identity="always")]
+"""A ``bigint GENERATED ALWAYS AS IDENTITY`` primary key."""
+CreatedAt = Annotated[datetime, Column(server_default="now()", immutable=True)]
+"""``timestamptz NOT NULL DEFAULT now()``, never changed by an update."""
+ModifiedAt = Annotated[datetime, Column(server_default="now()", on_update="now()")]
+"""``timestamptz NOT NULL DEFAULT now()``, set to ``now()`` by every update."""
+DeletedAt = Annotated[datetime | None, Column(soft_delete=True)]
+"""The soft-delete marker: NULL while the row is live."""
+
 _ID_FIELDS: dict[str, tuple[str, Any]] = {
-    "uuid": ("id", Annotated[str, Column(primary_key=True, default_factory=new_id)]),
-    "uuid7": ("id", Annotated[str, Column(primary_key=True, default_factory=new_uuid7)]),
-    "int": ("id", Annotated[int, Column(primary_key=True, identity="always")]),
-    "bigint": (
-        "id",
-        Annotated[int, Column(sql_type="bigint", primary_key=True, identity="always")],
-    ),
+    "uuid": ("id", Id),
+    "uuid7": ("id", Id7),
+    "int": ("id", IntIdentity),
+    "bigint": ("id", BigIntIdentity),
 }
 
-_CREATED_AT = ("created_at", Annotated[datetime, Column(server_default="now()", immutable=True)])
-_MODIFIED_AT = (
-    "modified_at",
-    Annotated[datetime, Column(server_default="now()", on_update="now()")],
-)
-_DELETED_AT = ("deleted_at", Annotated[datetime | None, Column(soft_delete=True)])
+_CREATED_AT = ("created_at", CreatedAt)
+_MODIFIED_AT = ("modified_at", ModifiedAt)
+_DELETED_AT = ("deleted_at", DeletedAt)
 _METADATA = ("metadata", dict[str, Any] | None)
 _VALUES = [
     ("data_type", str),
@@ -150,9 +171,66 @@ _VALUES = [
 ]
 
 
+# The usual sets as real classes, so type checkers see their fields (a class made by a factory
+# is a dynamic base to mypy). The factories below hand these out for the same fields.
+
+
+class CommonColumns(msgspec.Struct):
+    """The default column set as a base class: ``class Product(CommonColumns): ...``.
+
+    ``id`` (text, random UUID), ``created_at``, ``modified_at``, ``deleted_at``, ``metadata``.
+    """
+
+    id: Id
+    created_at: CreatedAt
+    modified_at: ModifiedAt
+    deleted_at: DeletedAt
+    metadata: dict[str, Any] | None
+
+
+class IdColumns(msgspec.Struct):
+    """Only a text ``id`` primary key holding a random UUID: ``id_columns("uuid")``."""
+
+    id: Id
+
+
+class IntIdColumns(msgspec.Struct):
+    """Only an integer identity ``id``: ``id_columns("int")``."""
+
+    id: IntIdentity
+
+
+class BigIntIdColumns(msgspec.Struct):
+    """Only a bigint identity ``id``: ``id_columns("bigint")``."""
+
+    id: BigIntIdentity
+
+
+class ValueColumns(msgspec.Struct):
+    """The polymorphic value columns: ``value_columns()``."""
+
+    data_type: str
+    n_value: float | None
+    t_value: str | None
+    bo_value: bool | None
+    j_value: Any
+    b_value: bytes | None
+
+
+_STATIC: dict[tuple[tuple[str, Any], ...], Any] = {}
+
+
+def _register_static(*classes: type[msgspec.Struct]) -> None:
+    for cls in classes:
+        hints = _hints(cls)
+        _STATIC[tuple((f, hints[f]) for f in cls.__struct_fields__)] = cls
+
+
 @functools.cache
 def _struct(name: str, fields: tuple[tuple[str, Any], ...]) -> Any:
     # Cached so the same set asked for twice is the same class (isinstance and identity hold).
+    if fields in _STATIC:
+        return _STATIC[fields]
     return msgspec.defstruct(name, list(fields), module=__name__)
 
 
@@ -208,10 +286,7 @@ def compose(*column_sets: Any, name: str | None = None) -> Any:
 
 
 def _hints(struct_type: type) -> dict[str, Any]:
-    import typing
-
     return typing.get_type_hints(struct_type, include_extras=True)
 
 
-CommonColumns: Any = common_columns()
-"""``common_columns()`` as a ready base class: ``class Product(CommonColumns): ...``."""
+_register_static(CommonColumns, IdColumns, IntIdColumns, BigIntIdColumns, ValueColumns)

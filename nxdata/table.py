@@ -601,15 +601,19 @@ class Table(Generic[T]):
             if not (c.primary_key or c.identity or c.options.immutable or c.options.on_update)
         )
 
-    def validate_insert(self, data: Mapping[str, Any] | msgspec.Struct) -> msgspec.Struct:
+    def validate_insert(
+        self, data: Mapping[str, Any] | msgspec.Struct | bytes | str
+    ) -> msgspec.Struct:
         """Validate untrusted data against the insert type; `ValidationError` names the field."""
         return _convert(data, self.insert_type, self.qualified_name)
 
-    def validate_update(self, data: Mapping[str, Any] | msgspec.Struct) -> msgspec.Struct:
+    def validate_update(
+        self, data: Mapping[str, Any] | msgspec.Struct | bytes | str
+    ) -> msgspec.Struct:
         """Validate a partial update; omitted fields stay ``UNSET`` ("leave it")."""
         return _convert(data, self.update_type, self.qualified_name)
 
-    def validate_row(self, data: Mapping[str, Any] | msgspec.Struct) -> T:
+    def validate_row(self, data: Mapping[str, Any] | msgspec.Struct | bytes | str) -> T:
         """Validate a full row against the row type."""
         return _convert(data, self.row_type, self.qualified_name)  # type: ignore[return-value]
 

@@ -51,6 +51,28 @@ class Other(msgspec.Struct):
     id: Annotated[int, nx.Column(primary_key=True)]
 
 
+@schema.table("Product")
+class Product(nx.CommonColumns):  # the column set is a real base class to mypy
+    name: str
+
+
+@schema.table("Event")
+class Event(nx.BigIntIdColumns):
+    kind: str
+
+
+def column_set_usage(db: Database) -> None:
+    product = Repository(db, Product).find_by_id("x")
+    if product is not None:
+        assert_type(product.id, str)
+        assert_type(product.created_at, datetime)
+        assert_type(product.deleted_at, datetime | None)
+        assert_type(product.name, str)
+    event = Repository(db, Event).find_by_id(1)
+    if event is not None:
+        assert_type(event.id, int)
+
+
 def sync_usage(db: Database, tx: Transaction, atx: AsyncTransaction) -> None:
     repo = Repository(db, Row)
     assert_type(repo, Repository[Row])
