@@ -215,14 +215,14 @@ def as_tuples(rows: list[dict[str, Any]], *, wrap_json: bool) -> list[tuple[Any,
     return out
 
 
-def copy_rows(url: str, statement: str, rows: list[dict[str, Any]]) -> None:
-    """Insert rows with COPY (untimed set-up, e.g. rows for the delete scenario)."""
-    with psycopg.connect(url) as conn, conn.cursor() as cur, cur.copy(statement.encode()) as copy:
+def copy_rows(conn: psycopg.Connection[Any], statement: str, rows: list[dict[str, Any]]) -> None:
+    """Insert rows with COPY on an autocommit connection (untimed set-up, e.g. the rows the
+    delete scenario deletes)."""
+    with conn.transaction(), conn.cursor() as cur, cur.copy(statement.encode()) as copy:
         for row in as_tuples(rows, wrap_json=True):
             copy.write_row(row)
 
 
-def truncate(url: str, table: str) -> None:
-    """Empty a table (untimed set-up)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {table}".encode())
+def truncate(conn: psycopg.Connection[Any], table: str) -> None:
+    """Empty a table (untimed set-up) on an autocommit connection."""
+    conn.execute(f"TRUNCATE {table}".encode())

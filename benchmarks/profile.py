@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             print(profiler.output_text(unicode=True, color=False, show_all=False))
         finally:
             lineup.close()
+            workload.close()
     return 0
 
 

@@ -125,6 +125,7 @@ def run(settings: Settings) -> dict[str, Any]:
                     log(f"  {scenario.number}. {scenario.key}: {time.perf_counter() - t0:.1f} s")
             finally:
                 lineup.close()
+                workload.close()
         memory = [s for s in scenarios if s.memory]
         if memory:
             log("memory: one fresh process per contender and scenario")
