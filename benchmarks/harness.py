@@ -21,7 +21,7 @@ from typing import Any
 from .contenders import Contender, Context, Unavailable, load
 from .scenarios import Scenario, Workload
 
-__all__ = ["Cell", "Lineup", "rotate", "run_scenario"]
+__all__ = ["Cell", "Lineup", "paired_ratio", "rotate", "run_scenario"]
 
 
 @dataclass
@@ -50,6 +50,17 @@ class Cell:
         if self.na is not None:
             return {"na": self.na, "na_kind": self.na_kind, **self.extra}
         return {"median": self.median, "samples": self.samples, **self.extra}
+
+
+def paired_ratio(a: Cell, b: Cell) -> float | None:
+    """How a compares with b: the median over rounds of a's sample / b's sample of the same
+    round (measured back to back, so drift slower than a round cancels out); the ratio of the
+    medians when the rounds do not pair up (a single sample, a failed round)."""
+    if a.median is None or b.median is None or not b.median:
+        return None
+    if len(a.samples) == len(b.samples) > 1 and all(b.samples):
+        return statistics.median(x / y for x, y in zip(a.samples, b.samples, strict=True))
+    return a.median / b.median
 
 
 def rotate(items: list[Any], by: int) -> list[Any]:

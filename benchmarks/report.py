@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .contenders import BASELINE
-from .harness import Cell
+from .harness import Cell, paired_ratio
 from .scenarios import Scenario
 from .settings import Sizes
 
@@ -32,12 +32,12 @@ Results = dict[str, dict[str, Cell]]
 
 
 def ratio(cells: dict[str, Cell], name: str) -> float | None:
-    """The contender's median over the baseline's (time, or MB for memory)."""
+    """The contender against the baseline (time, or MB for memory): see `paired_ratio`."""
     base = cells.get(BASELINE)
     mine = cells.get(name)
-    if base is None or mine is None or base.median is None or mine.median is None:
+    if base is None or mine is None:
         return None
-    return mine.median / base.median if base.median else None
+    return paired_ratio(mine, base)
 
 
 def format_value(scenario: Scenario, value: float | None) -> str:

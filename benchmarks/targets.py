@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .harness import Cell
+from .harness import Cell, paired_ratio
 
 __all__ = ["TARGETS", "Target", "evaluate"]
 
@@ -35,8 +35,8 @@ def _ratio(scenario: str, a: str, b: str) -> Callable[[Results], float | None]:
     """time(a) / time(b): below 1 means a is faster."""
 
     def figure(results: Results) -> float | None:
-        ma, mb = _median(results, scenario, a), _median(results, scenario, b)
-        return ma / mb if ma is not None and mb else None
+        ca, cb = results.get(scenario, {}).get(a), results.get(scenario, {}).get(b)
+        return paired_ratio(ca, cb) if ca is not None and cb is not None else None
 
     return figure
 
