@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,8 @@ from .jsonb import adapters
 
 __all__ = ["PoolOptions", "connection_failed", "pool_timeout", "resolve_url"]
 
+_TIMEZONE = re.compile(r"[A-Za-z0-9_+\-/:.]+")
+
 
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
@@ -23,7 +26,13 @@ class PoolOptions:
     ``statement_timeout``: seconds before the server cancels a statement (None: server default);
     ``pgbouncer``: no server-side prepared statements and no startup options, so a transaction-
     pooling PgBouncer can sit between; ``prepare_threshold``: executions of one query before
-    psycopg prepares it on the server (ignored in pgbouncer mode).
+    psycopg prepares it on the server (ignored in pgbouncer mode); ``timezone``: the session
+    time zone, ``"UTC"`` by default, so that timestamptz values come back in UTC whatever the
+    server's setting (psycopg also decodes them fastest when the session zone is exactly
+    ``UTC``: an ``Etc/UTC`` server default takes it down a slower path). ``None`` keeps the
+    server's default. Sent as a startup option, or with ``SET`` in pgbouncer mode.
+
+    >>> Database(url, max_size=20, statement_timeout=5, timezone="Europe/Paris")
     """
 
     min_size: int = 1
@@ -35,6 +44,7 @@ class PoolOptions:
     prepare_threshold: int | None = 5
     application_name: str = "nxdata"
     max_idle: float = 600.0
+    timezone: str | None = "UTC"
 
     def __post_init__(self) -> None:
         if self.min_size < 0 or self.max_size < 1 or self.min_size > self.max_size:
@@ -44,6 +54,12 @@ class PoolOptions:
             )
         if self.timeout <= 0:
             raise ConfigurationError(f"pool timeout must be positive, got {self.timeout}")
+        # The name goes into a startup option and a SET statement: no quotes, spaces or commas.
+        if self.timezone is not None and not _TIMEZONE.fullmatch(self.timezone):
+            raise ConfigurationError(
+                f"timezone must be a time zone name such as 'UTC' or 'Europe/Paris', "
+                f"got {self.timezone!r}"
+            )
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect`` (also given to the pool)."""
@@ -53,15 +69,26 @@ class PoolOptions:
             "application_name": self.application_name,
             "prepare_threshold": None if self.pgbouncer else self.prepare_threshold,
         }
-        if self.statement_timeout is not None and not self.pgbouncer:
-            kwargs["options"] = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        if not self.pgbouncer:
+            options = []
+            if self.statement_timeout is not None:
+                options.append(f"-c statement_timeout={int(self.statement_timeout * 1000)}")
+            if self.timezone is not None:
+                options.append(f"-c timezone={self.timezone}")
+            if options:
+                kwargs["options"] = " ".join(options)
         return kwargs
 
     def session_setup(self) -> str | None:
         """SQL run on each new connection (pgbouncer mode cannot pass startup options)."""
-        if self.statement_timeout is not None and self.pgbouncer:
-            return f"SET statement_timeout = {int(self.statement_timeout * 1000)}"
-        return None
+        if not self.pgbouncer:
+            return None
+        statements = []
+        if self.statement_timeout is not None:
+            statements.append(f"SET statement_timeout = {int(self.statement_timeout * 1000)}")
+        if self.timezone is not None:
+            statements.append(f"SET timezone = '{self.timezone}'")
+        return "; ".join(statements) or None
 
 
 def resolve_url(url: str | None) -> str:

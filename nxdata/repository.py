@@ -24,6 +24,7 @@ from .database import Database
 from .errors import DeclarationError, FilterError, TransactionError, map_database_error
 from .filters import Filter, WhereKey, split_filter, walk
 from .locks import Lock
+from .rows import GC_PAUSE_ROWS, GcPause
 from .table import ColumnDef, Table, table_of
 from .transaction import Transaction
 
@@ -181,11 +182,14 @@ class Repository(Generic[T]):
         mode: int,
         *,
         write: bool,
+        pause: GcPause | None = None,
     ) -> Any:
         conn = transaction.connection if transaction is not None else self.db._acquire(write=write)
         try:
             cursor = conn.execute(sql, params)
             if mode == _ALL:
+                if pause is not None and cursor.rowcount >= GC_PAUSE_ROWS:
+                    pause.begin()  # the caller ends it once the rows are decoded
                 return cursor.fetchall()
             if mode == _ONE:
                 return cursor.fetchone()
@@ -204,11 +208,18 @@ class Repository(Generic[T]):
         *,
         write: bool,
     ) -> list[T]:
-        rows = self._execute(
-            statement.sql, statement.params(values), transaction, _ALL, write=write
-        )
-        assert statement.decoder is not None
-        return statement.decoder.many(rows)
+        decoder = statement.decoder
+        assert decoder is not None
+        # A large result is fetched and decoded with cyclic GC paused (see `GcPause`); the
+        # connection goes back to the pool before the decoding.
+        pause = GcPause()
+        try:
+            rows = self._execute(
+                statement.sql, statement.params(values), transaction, _ALL, write=write, pause=pause
+            )
+            return decoder.many(rows)
+        finally:
+            pause.end()
 
     def _row(
         self,
@@ -354,11 +365,20 @@ class Repository(Generic[T]):
             name = f"nxdata_iter_{next(_cursor_names)}"
             with conn.cursor(name=name) as cursor:
                 cursor.execute(statement.sql, statement.params(values))
+                large = batch_size >= GC_PAUSE_ROWS
                 while True:
-                    rows = cursor.fetchmany(batch_size)
-                    if not rows:
-                        break
-                    for row in decoder.many(rows):  # noqa: RUF100, UP028 (no yield from in async)
+                    # GC paused per batch, never across a yield (the consumer's code runs there)
+                    pause = GcPause()
+                    try:
+                        if large:
+                            pause.begin()
+                        rows = cursor.fetchmany(batch_size)
+                        if not rows:
+                            break
+                        batch = decoder.many(rows)
+                    finally:
+                        pause.end()
+                    for row in batch:  # noqa: RUF100, UP028 (no yield from in async)
                         yield row
             if own:
                 conn.execute("COMMIT")

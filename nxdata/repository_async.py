@@ -23,6 +23,7 @@ from .database_async import AsyncDatabase
 from .errors import DeclarationError, FilterError, TransactionError, map_database_error
 from .filters import Filter, WhereKey, split_filter, walk
 from .locks import Lock
+from .rows import GC_PAUSE_ROWS, GcPause
 from .table import ColumnDef, Table, table_of
 from .transaction_async import AsyncTransaction
 
@@ -182,6 +183,7 @@ class AsyncRepository(Generic[T]):
         mode: int,
         *,
         write: bool,
+        pause: GcPause | None = None,
     ) -> Any:
         conn = (
             transaction.connection
@@ -191,6 +193,8 @@ class AsyncRepository(Generic[T]):
         try:
             cursor = await conn.execute(sql, params)
             if mode == _ALL:
+                if pause is not None and cursor.rowcount >= GC_PAUSE_ROWS:
+                    pause.begin()  # the caller ends it once the rows are decoded
                 return await cursor.fetchall()
             if mode == _ONE:
                 return await cursor.fetchone()
@@ -209,11 +213,18 @@ class AsyncRepository(Generic[T]):
         *,
         write: bool,
     ) -> list[T]:
-        rows = await self._execute(
-            statement.sql, statement.params(values), transaction, _ALL, write=write
-        )
-        assert statement.decoder is not None
-        return statement.decoder.many(rows)
+        decoder = statement.decoder
+        assert decoder is not None
+        # A large result is fetched and decoded with cyclic GC paused (see `GcPause`); the
+        # connection goes back to the pool before the decoding.
+        pause = GcPause()
+        try:
+            rows = await self._execute(
+                statement.sql, statement.params(values), transaction, _ALL, write=write, pause=pause
+            )
+            return decoder.many(rows)
+        finally:
+            pause.end()
 
     async def _row(
         self,
@@ -367,11 +378,20 @@ class AsyncRepository(Generic[T]):
             name = f"nxdata_iter_{next(_cursor_names)}"
             async with conn.cursor(name=name) as cursor:
                 await cursor.execute(statement.sql, statement.params(values))
+                large = batch_size >= GC_PAUSE_ROWS
                 while True:
-                    rows = await cursor.fetchmany(batch_size)
-                    if not rows:
-                        break
-                    for row in decoder.many(rows):  # noqa: RUF100, UP028 (no yield from in async)
+                    # GC paused per batch, never across a yield (the consumer's code runs there)
+                    pause = GcPause()
+                    try:
+                        if large:
+                            pause.begin()
+                        rows = await cursor.fetchmany(batch_size)
+                        if not rows:
+                            break
+                        batch = decoder.many(rows)
+                    finally:
+                        pause.end()
+                    for row in batch:  # noqa: RUF100, UP028 (no yield from in async)
                         yield row
             if own:
                 await conn.execute("COMMIT")

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from nxdata import AsyncDatabase, Database
+from nxdata._connect import PoolOptions
 from nxdata.errors import (
     ConfigurationError,
     ConnectionFailed,
@@ -187,3 +188,54 @@ def test_connection_rolls_back_on_error(db: Database, schema_name: str) -> None:
     with db.connection() as conn:
         conn.execute(f'insert into "{schema_name}".t values (1)')
     assert db.fetch_value(f'select count(*) from "{schema_name}".t') == 1
+
+
+# -- the session time zone -------------------------------------------------------------------------
+
+
+def test_session_timezone_is_utc_by_default(test_database_url: str) -> None:
+    with Database(test_database_url, max_size=1) as db:
+        assert db.fetch_value("show timezone") == "UTC"
+        stamp = db.fetch_value("select '2024-01-02 03:04:05+02'::timestamptz")
+        assert stamp.tzinfo is not None and stamp.utcoffset().total_seconds() == 0
+        assert stamp.hour == 1
+
+
+def test_session_timezone_is_configurable(test_database_url: str) -> None:
+    with Database(test_database_url, max_size=1, timezone="Europe/Paris") as db:
+        assert db.fetch_value("show timezone") == "Europe/Paris"
+    with psycopg.connect(test_database_url) as raw:
+        server_default = raw.execute("show timezone").fetchone()
+    with Database(test_database_url, max_size=1, timezone=None) as db:
+        assert (db.fetch_value("show timezone"),) == server_default
+
+
+def test_session_timezone_in_pgbouncer_mode(test_database_url: str) -> None:
+    with Database(test_database_url, max_size=1, pgbouncer=True) as db:
+        assert "options" not in db.options.connect_kwargs()
+        assert db.fetch_value("show timezone") == "UTC"
+    with Database(
+        test_database_url, max_size=1, pgbouncer=True, timezone="Asia/Tokyo", statement_timeout=2
+    ) as db:
+        with db.connection() as conn:
+            assert conn.execute("show timezone").fetchone() == ("Asia/Tokyo",)
+            assert conn.execute("show statement_timeout").fetchone() == ("2s",)
+
+
+async def test_async_session_timezone(test_database_url: str) -> None:
+    async with AsyncDatabase(test_database_url, max_size=1) as db:
+        assert await db.fetch_value("show timezone") == "UTC"
+    async with AsyncDatabase(test_database_url, max_size=1, timezone="America/New_York") as db:
+        assert await db.fetch_value("show timezone") == "America/New_York"
+
+
+def test_timezone_options_are_checked() -> None:
+    assert PoolOptions().connect_kwargs()["options"] == "-c timezone=UTC"
+    both = PoolOptions(statement_timeout=1.5, timezone="Etc/GMT+3").connect_kwargs()
+    assert both["options"] == "-c statement_timeout=1500 -c timezone=Etc/GMT+3"
+    assert "options" not in PoolOptions(timezone=None).connect_kwargs()
+    assert PoolOptions(pgbouncer=True).session_setup() == "SET timezone = 'UTC'"
+    assert PoolOptions(pgbouncer=True, timezone=None).session_setup() is None
+    for bad in ("UTC'; drop table x; --", "Europe/Paris -c x=1", ""):
+        with pytest.raises(ConfigurationError, match="timezone must be a time zone name"):
+            PoolOptions(timezone=bad)
