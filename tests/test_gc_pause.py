@@ -198,5 +198,21 @@ async def test_async_large_reads_pause_gc(
     assert spy.disabled == 3 and gc.isenabled()
 
 
+def test_large_bulk_inserts_pause_gc(
+    db: Database, Thing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nxdata.repository, "GC_PAUSE_ROWS", 3)
+    repo = Repository(db, Thing)
+    spy = Spy(monkeypatch)
+    assert repo.create_all([{"name": "a"}, {"name": "b"}]) == 2  # below the threshold
+    assert spy.disabled == 0
+    rows = [{"name": f"n{i}", "doc": {"i": i}} for i in range(5)]
+    assert repo.create_all(rows) == 5
+    assert spy.disabled == 1 and gc.isenabled()
+    with pytest.raises(nx.errors.ValidationError):
+        repo.create_all([*rows, {"name": 1}])
+    assert spy.disabled == 2 and gc.isenabled()
+
+
 def test_threshold_is_sensible() -> None:
     assert 100 <= GC_PAUSE_ROWS <= 10_000

@@ -279,3 +279,54 @@ async def test_async_create_all_is_all_or_nothing(adb: AsyncDatabase, tables: Ta
         rows = await repo.create_all(SAMPLES, returning=True, transaction=tx)
     assert sorted(rows, key=lambda r: r.id) == await repo.find({"order": ["id"]})
     assert [r.name for r in rows] == [s["name"] for s in SAMPLES]
+
+
+# -- validation of many rows -----------------------------------------------------------------------
+
+
+def test_create_all_names_the_bad_row_and_field(db: Database, tables: Tables) -> None:
+    repo = Repository(db, tables.Sample)
+    good = [{"name": f"r{i}"} for i in range(50)]
+    cases: list[tuple[list[Any], str, str]] = [
+        ([*good[:41], {"name": "x", "amount": "lots"}], "amount", r"`\$\[41\]\.amount`"),
+        ([*good[:3], {"words": []}], "name", r"required field `name` - at `\$\[3\]`"),
+        ([{"name": "a", "nope": 1}], "nope", r"unknown field `nope` - at `\$\[0\]`"),
+        # not all dicts: validated one by one, same messages
+        ([b'{"name": "a"}', b'{"name": "b", "level": 7}'], "level", r"`\$\[1\]\.level`"),
+        ([good[0], repo.table.insert_type(name="s"), {"name": 5}], "name", r"`\$\[2\]\.name`"),
+    ]
+    for rows, field, message in cases:
+        for returning in (False, True):
+            with pytest.raises(nx.ValidationError, match=message) as info:
+                repo.create_all(rows, returning=returning)  # type: ignore[call-overload]
+            assert info.value.field == field
+            assert info.value.table == repo.table.qualified_name
+    assert repo.count() == 0  # nothing is written when any row is invalid
+
+
+async def test_async_create_all_names_the_bad_row_and_field(
+    adb: AsyncDatabase, tables: Tables
+) -> None:
+    repo = AsyncRepository(adb, tables.Sample)
+    with pytest.raises(nx.ValidationError, match=r"`\$\[1\]\.ints\[0\]`") as info:
+        await repo.create_all([{"name": "a"}, {"name": "b", "ints": ["x"]}])
+    assert info.value.field == "ints"
+    assert await repo.count() == 0
+
+
+def test_copy_keeps_jsonb_text_and_nulls_apart(db: Database, tables: Tables) -> None:
+    # jsonb goes to COPY a column at a time (newline-delimited JSON split back per value)
+    repo = Repository(db, tables.Sample)
+    rows = [
+        {"name": "nl", "doc": {"t": "a\nb\\n", "u": "é\u2028"}, "anything": "x\ny"},
+        {"name": "none", "doc": None, "anything": None},
+        {"name": "list", "doc": {}, "anything": [1, "\n", None]},
+    ]
+    assert repo.create_all(rows) == 3
+    found = {r.name: (r.doc, r.anything) for r in repo.find()}
+    assert found == {
+        "nl": ({"t": "a\nb\\n", "u": "é\u2028"}, "x\ny"),
+        "none": (None, None),
+        "list": ({}, [1, "\n", None]),
+    }
+    assert repo.count({"doc": None}) == 1  # SQL NULL (IS NULL), not the JSON null
