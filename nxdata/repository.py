@@ -370,7 +370,8 @@ class Repository(Generic[T]):
         conn = self.db._acquire(write=False) if transaction is None else transaction.connection
         try:
             if own:
-                conn.execute("BEGIN")  # a server-side cursor lives in a transaction
+                # a server-side cursor lives in a transaction
+                conn.execute("BEGIN", prepare=False)
             name = f"nxdata_iter_{next(_cursor_names)}"
             with conn.cursor(name=name) as cursor:
                 cursor.execute(statement.sql, statement.params(values))
@@ -390,7 +391,7 @@ class Repository(Generic[T]):
                     for row in batch:  # noqa: RUF100, UP028 (no yield from in async)
                         yield row
             if own:
-                conn.execute("COMMIT")
+                conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
             raise map_database_error(exc) from exc
         finally:
@@ -501,7 +502,7 @@ class Repository(Generic[T]):
         placed: list[Any] = [None] * total
         try:
             if own_tx:
-                conn.execute("BEGIN")
+                conn.execute("BEGIN", prepare=False)
             for fields, (columns, positions) in groups.items():
                 if not returning:
                     self._copy(conn, fields, columns, len(positions))
@@ -510,7 +511,7 @@ class Repository(Generic[T]):
                 for index, row in zip(positions, created, strict=True):
                     placed[index] = row
             if own_tx:
-                conn.execute("COMMIT")
+                conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
             raise map_database_error(exc) from exc
         finally:

@@ -383,7 +383,8 @@ class AsyncRepository(Generic[T]):
         )
         try:
             if own:
-                await conn.execute("BEGIN")  # a server-side cursor lives in a transaction
+                # a server-side cursor lives in a transaction
+                await conn.execute("BEGIN", prepare=False)
             name = f"nxdata_iter_{next(_cursor_names)}"
             async with conn.cursor(name=name) as cursor:
                 await cursor.execute(statement.sql, statement.params(values))
@@ -403,7 +404,7 @@ class AsyncRepository(Generic[T]):
                     for row in batch:  # noqa: RUF100, UP028 (no yield from in async)
                         yield row
             if own:
-                await conn.execute("COMMIT")
+                await conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
             raise map_database_error(exc) from exc
         finally:
@@ -522,7 +523,7 @@ class AsyncRepository(Generic[T]):
         placed: list[Any] = [None] * total
         try:
             if own_tx:
-                await conn.execute("BEGIN")
+                await conn.execute("BEGIN", prepare=False)
             for fields, (columns, positions) in groups.items():
                 if not returning:
                     await self._copy(conn, fields, columns, len(positions))
@@ -531,7 +532,7 @@ class AsyncRepository(Generic[T]):
                 for index, row in zip(positions, created, strict=True):
                     placed[index] = row
             if own_tx:
-                await conn.execute("COMMIT")
+                await conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
             raise map_database_error(exc) from exc
         finally:

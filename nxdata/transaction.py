@@ -229,7 +229,7 @@ def begin(db: Database, *, isolation: str | None = None, read_only: bool = False
     sql = begin_sql(isolation, read_only)
     conn = db._acquire(write=not read_only)
     try:
-        conn.execute(sql)
+        conn.execute(sql, prepare=False)  # see `_run`
     except BaseException as exc:
         db._release(conn)
         if isinstance(exc, psycopg.Error):
@@ -254,6 +254,9 @@ def _finish(tx: Transaction, exc: BaseException | None) -> None:
 
 def _run(conn: psycopg.Connection[Any], sql: str) -> None:
     try:
-        conn.execute(sql)  # fixed text built here (savepoint names are generated)
+        # Fixed text built here (savepoint names are generated). prepare=False: psycopg would
+        # otherwise prepare BEGIN / COMMIT after `prepare_threshold` runs like any query, and
+        # without parameters it sends them in the simple protocol: one message, no Parse/Bind.
+        conn.execute(sql, prepare=False)
     except psycopg.Error as exc:
         raise map_database_error(exc) from exc

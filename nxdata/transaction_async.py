@@ -230,7 +230,7 @@ async def begin(
     sql = begin_sql(isolation, read_only)
     conn = await db._acquire(write=not read_only)
     try:
-        await conn.execute(sql)
+        await conn.execute(sql, prepare=False)  # see `_run`
     except BaseException as exc:
         await db._release(conn)
         if isinstance(exc, psycopg.Error):
@@ -255,6 +255,9 @@ async def _finish(tx: AsyncTransaction, exc: BaseException | None) -> None:
 
 async def _run(conn: psycopg.AsyncConnection[Any], sql: str) -> None:
     try:
-        await conn.execute(sql)  # fixed text built here (savepoint names are generated)
+        # Fixed text built here (savepoint names are generated). prepare=False: psycopg would
+        # otherwise prepare BEGIN / COMMIT after `prepare_threshold` runs like any query, and
+        # without parameters it sends them in the simple protocol: one message, no Parse/Bind.
+        await conn.execute(sql, prepare=False)
     except psycopg.Error as exc:
         raise map_database_error(exc) from exc

@@ -150,3 +150,21 @@ def test_pool_connection_comes_back_clean(db: Database, counter: str) -> None:
     with db.connection() as c:
         assert c.autocommit is False
         assert c.execute(f"SELECT n FROM {counter}").fetchone() == (0,)
+
+
+def test_transaction_control_is_never_prepared(test_database_url: str, counter: str) -> None:
+    # BEGIN / COMMIT / ROLLBACK / SAVEPOINT go in the simple protocol, however often they run
+    with Database(test_database_url, max_size=1, prepare_threshold=1) as db:
+        for i in range(8):
+            with db.transaction() as tx:
+                tx.connection.execute(f"UPDATE {counter} SET n = %s", (i,))
+                with db.transaction():  # a savepoint
+                    pass
+            with pytest.raises(RuntimeError), db.transaction(isolation="serializable"):
+                raise RuntimeError
+        with db.connection() as conn:
+            statements = conn.execute("SELECT statement FROM pg_prepared_statements").fetchall()
+    sent = [s.upper() for (s,) in statements]
+    assert any(s.startswith("UPDATE") for s in sent)  # prepare_threshold does apply to queries
+    for word in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"):
+        assert not any(s.startswith(word) for s in sent), sent
