@@ -28,38 +28,75 @@ from .locks import Lock
 from .rows import RowDecoder
 from .table import ColumnDef, Table, _quote
 
-__all__ = ["Compiled", "Compiler"]
+__all__ = ["Compiled", "CompiledQuery", "Compiler"]
 
 Converter = Callable[[Any], Any]
 
 
+class _Never:
+    """No value is of this type: the `as_is` of placeholders whose values always convert."""
+
+
+Step = tuple[int, Converter, type]
+"""One placeholder: the value slot that feeds it, its converter, and the type of values the
+converter would return unchanged (taken as they are, without the call)."""
+
+
 class Compiled(NamedTuple):
-    """A compiled statement: SQL text, ``(slot, converter)`` per placeholder, row decoder."""
+    """A compiled statement: SQL text, a `Step` per placeholder, row decoder."""
 
     sql: str
-    plan: tuple[tuple[int, Converter], ...]
+    plan: tuple[Step, ...]
     decoder: RowDecoder[Any] | None
 
     def params(self, values: Sequence[Any]) -> list[Any]:
         """The parameter list for one call's values."""
-        return [convert(values[slot]) for slot, convert in self.plan]
+        # A value already of the column's type (the common case) skips its converter call.
+        return [
+            value if type(value := values[slot]) is as_is else convert(value)
+            for slot, convert, as_is in self.plan
+        ]
+
+
+class CompiledQuery(msgspec.Struct, frozen=True):
+    """A statement ready for the driver: SQL text with ``%s`` placeholders, and its parameters.
+
+    A Struct rather than a NamedTuple: built in C, a fifth of the cost, on a path measured in
+    microseconds.
+
+    >>> q = repo.compile({"where": {"status": "active"}, "limit": 20})
+    >>> conn.execute(q.sql, q.params)
+    """
+
+    sql: str
+    params: list[Any]
 
 
 # -- PyPika terms of our own -----------------------------------------------------------------------
 
 _render_lock = threading.Lock()
-_collected: list[tuple[int, Converter]] = []
+_collected: list[Step] = []
 
 
 class _Param(Term):
-    """A placeholder fed from value slot `slot` through `convert`; renders ``%s[::cast]``."""
+    """A placeholder fed from value slot `slot` through `convert`; renders ``%s[::cast]``.
 
-    def __init__(self, slot: int, convert: Converter, cast: str | None = None) -> None:
+    ``as_is``: values of exactly this type are what `convert` would return unchanged.
+    """
+
+    def __init__(
+        self,
+        slot: int,
+        convert: Converter,
+        cast: str | None = None,
+        as_is: type | None = None,
+    ) -> None:
         super().__init__()
         self.slot, self.convert, self.cast = slot, convert, cast
+        self.as_is = as_is if as_is is not None else _Never
 
     def get_sql(self, **kwargs: Any) -> str:
-        _collected.append((self.slot, self.convert))
+        _collected.append((self.slot, self.convert, self.as_is))
         return "%s::" + self.cast if self.cast else "%s"
 
 
@@ -89,7 +126,7 @@ class _Ident(Term):
         return _quote(self.name)
 
 
-def _render(build: Callable[[], str]) -> tuple[str, tuple[tuple[int, Converter], ...]]:
+def _render(build: Callable[[], str]) -> tuple[str, tuple[Step, ...]]:
     """Render once, collecting the placeholders in the order they appear in the text."""
     with _render_lock:
         _collected.clear()
@@ -148,6 +185,15 @@ class _Conv:
 
         return convert
 
+    def as_is(self) -> type | None:
+        """The type whose values `scalar()` returns unchanged (None: it always converts)."""
+        column = self.column
+        assert column is not None
+        tp = column.python_type
+        if column.kind in ("json", "enum", "array") or not isinstance(tp, type):
+            return None
+        return tp
+
     def json(self) -> Converter:
         """Any JSON value, sent as text and cast to jsonb."""
         encode = msgspec.json.encode
@@ -188,6 +234,27 @@ class _Conv:
             if type(value) not in (list, tuple) or len(value) != 2:
                 raise error(f"expects a list of two values [low, high], got {value!r}")
             return item(value[index])
+
+        return convert
+
+    def bound(self, index: int) -> Converter:
+        """One end (0: low, 1: high) of a column's ``between`` value ``[low, high]``.
+
+        One call per placeholder: the pair's shape is checked here and a value already of the
+        column's type is taken as it is (the hot path: a repeated shape costs only this).
+        """
+        column = self.column
+        assert column is not None
+        tp = column.python_type
+        item = self.scalar()
+        as_is = column.kind not in ("json", "enum")
+        error = self.error
+
+        def convert(value: Any) -> Any:
+            if (type(value) is not list and type(value) is not tuple) or len(value) != 2:
+                raise error(f"expects a list of two values [low, high], got {value!r}")
+            end = value[index]
+            return end if as_is and type(end) is tp else item(end)
 
         return convert
 
@@ -334,17 +401,19 @@ class Compiler:
                 return _Sql("{0} IS DISTINCT FROM {1}", col, whole)
             raise conv.error(f"operator {op} does not apply to an array column")
         if op == "eq":
-            return _Sql("{0} = {1}", col, _Param(slot, conv.scalar(), cast))
+            return _Sql("{0} = {1}", col, _Param(slot, conv.scalar(), cast, conv.as_is()))
         if op == "neq":
-            return _Sql("{0} IS DISTINCT FROM {1}", col, _Param(slot, conv.scalar(), cast))
-        if op in _COMPARE:
-            return _Sql("{0} " + _COMPARE[op] + " {1}", col, _Param(slot, conv.scalar(), cast))
-        if op == "between":
-            item = conv.scalar()
-            low, high = (
-                _Param(slot, conv.pair(item, 0), cast),
-                _Param(slot, conv.pair(item, 1), cast),
+            return _Sql(
+                "{0} IS DISTINCT FROM {1}", col, _Param(slot, conv.scalar(), cast, conv.as_is())
             )
+        if op in _COMPARE:
+            return _Sql(
+                "{0} " + _COMPARE[op] + " {1}",
+                col,
+                _Param(slot, conv.scalar(), cast, conv.as_is()),
+            )
+        if op == "between":
+            low, high = _Param(slot, conv.bound(0), cast), _Param(slot, conv.bound(1), cast)
             return _Sql("{0} BETWEEN {1} AND {2}", col, low, high)
         if op == "inq":
             return _Sql(
@@ -358,7 +427,7 @@ class Compiler:
             if column.python_type is not str:
                 raise conv.error(f"operator {op} needs a text column")
             sql_op = _TEXT.get(op) or _REGEX[op]
-            return _Sql("{0} " + sql_op + " {1}", col, _Param(slot, conv.text(), "text"))
+            return _Sql("{0} " + sql_op + " {1}", col, _Param(slot, conv.text(), "text", str))
         raise conv.error(f"operator {op} does not apply to this column")
 
     def _path_condition(
@@ -406,7 +475,7 @@ class Compiler:
         if op in _TEXT or op in _REGEX:
             text_node = _Sql("({0} #>> {1})", col, path_param)
             sql_op = _TEXT.get(op) or _REGEX[op]
-            return _Sql("{0} " + sql_op + " {1}", text_node, _Param(slot, conv.text(), "text"))
+            return _Sql("{0} " + sql_op + " {1}", text_node, _Param(slot, conv.text(), "text", str))
         raise conv.error(f"operator {op} does not apply to a jsonb path")
 
     def _scope(self, criterion: Criterion, live: bool) -> Criterion:
@@ -425,13 +494,15 @@ class Compiler:
         terms = []
         for i, column in enumerate(self.pk):
             conv = _Conv(self.name, column, part).scalar()
+            as_is = _Conv(self.name, column, part).as_is()
             if len(self.pk) > 1:
                 conv = _Conv(self.name, column, part).key_part(conv, i, key)
+                as_is = None  # the value is the whole key tuple
             terms.append(
                 _Sql(
                     "{0} = {1}",
                     _Ident(column.name),
-                    _Param(slot, conv, _base_type(column.sql_type)),
+                    _Param(slot, conv, _base_type(column.sql_type), as_is),
                 )
             )
         return Criterion.all(terms), slot + 1
@@ -439,6 +510,10 @@ class Compiler:
     def _order(self, order: tuple[str, ...]) -> list[_Sql]:
         out = []
         for i, text in enumerate(order):
+            if type(text) is not str:  # split_filter passes lists of names through unchecked
+                raise FilterError(
+                    "order must be a list of column names", table=self.name, part="order"
+                )
             match = _ORDER.fullmatch(text)
             if match is None:
                 raise FilterError(
@@ -486,10 +561,10 @@ class Compiler:
                 query = query.orderby(term)
         tail: list[Any] = []
         if has_limit:
-            tail.append(_Sql(" LIMIT {0}", _Param(slot, int)))
+            tail.append(_Sql(" LIMIT {0}", _Param(slot, int, None, int)))
             slot += 1
         if has_offset:
-            tail.append(_Sql(" OFFSET {0}", _Param(slot, int)))
+            tail.append(_Sql(" OFFSET {0}", _Param(slot, int, None, int)))
             slot += 1
         lock_sql = " " + lock.sql if lock is not None else ""
 

@@ -100,24 +100,44 @@ def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = 
     """
     if filter is None:
         return None, None, None, None, None
-    if type(filter) is not dict and isinstance(filter, Mapping):
-        filter = dict(filter)  # any other mapping (a MappingProxy, a frozen dict...) as a dict
     if type(filter) is dict:
-        if not filter.keys() <= _KEYS:
-            bad = next(iter(filter.keys() - _KEYS))
-            raise FilterError(
-                f"unknown filter key {bad!r} (one of {', '.join(sorted(_KEYS))})",
-                table=table,
-                part=str(bad),
-            )
-        where = filter.get("where")
-        fields = filter.get("fields")
-        order = filter.get("order")
-        limit = filter.get("limit")
-        offset = filter.get("offset")
+        # The hot path (every find() with a dict filter): one pass over the keys present,
+        # checking them as it goes, and the common shapes of each part tested first.
+        where = fields = order = limit = offset = skip = None
+        for key, value in filter.items():
+            if key == "where":
+                where = value
+            elif key == "order":
+                order = value
+            elif key == "limit":
+                limit = value
+            elif key == "fields":
+                fields = value
+            elif key == "offset":
+                offset = value
+            elif key == "skip":
+                skip = value
+            else:
+                raise FilterError(
+                    f"unknown filter key {key!r} (one of {', '.join(sorted(_KEYS))})",
+                    table=table,
+                    part=str(key),
+                )
         if offset is None:
-            offset = filter.get("skip")
-    elif isinstance(filter, Filter):
+            offset = skip
+        if where is not None and type(where) is not dict:
+            where = _where_dict(where, table)
+        return (
+            where,
+            None if fields is None else _names(fields, "fields", table),
+            # A list of names is taken as it is: the compiler checks each name once per shape.
+            tuple(order) if type(order) is list else _names(order, "order", table),
+            limit,
+            offset,
+        )
+    if isinstance(filter, Mapping):  # any other mapping (a MappingProxy...) as a dict
+        return split_filter(dict(filter), table)
+    if isinstance(filter, Filter):
         where, fields, order, limit = filter.where, filter.fields, filter.order, filter.limit
         offset = filter.offset if filter.offset is not None else filter.skip
     else:
@@ -125,10 +145,14 @@ def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = 
             f"a filter is a dict or a Filter, not {type(filter).__name__}", table=table
         )
     if where is not None and type(where) is not dict:
-        if not isinstance(where, Mapping):
-            raise FilterError("where must be an object", table=table, part="where")
-        where = dict(where)
+        where = _where_dict(where, table)
     return where, _names(fields, "fields", table), _names(order, "order", table), limit, offset
+
+
+def _where_dict(where: Any, table: str | None) -> dict[str, Any]:
+    if not isinstance(where, Mapping):
+        raise FilterError("where must be an object", table=table, part="where")
+    return dict(where)
 
 
 def _names(value: Any, part: str, table: str | None) -> tuple[str, ...] | None:
@@ -153,6 +177,7 @@ def walk(
     ((('a', '', False), ('b', 'gt', False), ('b', 'neq', True)), [1, 2, None])
     """
     key: list[Any] = []
+    add_key, add_value = key.append, values.append  # bound once: this loop is the hot path
     for name, cond in where.items():
         if name in LOGICAL:
             if type(cond) is not list:
@@ -171,9 +196,9 @@ def walk(
             if not cond:
                 raise FilterError("empty operator object", table=table, part=f"{part}.{name}")
             for op, value in cond.items():
-                key.append((name, op, value is None))
-                values.append(value)
+                add_key((name, op, value is None))
+                add_value(value)
         else:
-            key.append((name, "", cond is None))  # "" = plain equality
-            values.append(cond)
+            add_key((name, "", cond is None))  # "" = plain equality
+            add_value(cond)
     return tuple(key)

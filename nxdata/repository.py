@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 import msgspec
 import psycopg
 
-from .compiler import Compiled, Compiler, _identity, _write_converter
+from .compiler import Compiled, CompiledQuery, Compiler, _identity, _write_converter
 from .database import Database
 from .errors import (
     DeclarationError,
@@ -148,8 +148,9 @@ class Repository(Generic[T]):
             )
         where, fields, order, limit, offset = split_filter(filter, self._name)
         values: list[Any] = [] if by_id is _UNSET else [by_id]
-        where_key = self._where(where, values)
-        live = self._live(include_deleted)
+        # split_filter made `where` a dict (or None): walk it directly
+        where_key = walk(where, values, self._name) if where else None
+        live = self.soft_delete and not include_deleted
         if by_id is not _UNSET:
             return self._statement(
                 ("by_id", where_key, fields, lock, live),
@@ -166,11 +167,24 @@ class Repository(Generic[T]):
         if one:
             has_limit = True
             values.append(1)
+        elif (
+            type(limit) is int
+            and limit >= 0
+            and (self.max_limit is None or limit <= self.max_limit)
+        ):  # the usual valid limit, inline; anything else through _paging and its errors
+            has_limit = True
+            values.append(limit)
         else:
             has_limit = self._paging(limit, "limit", values)
-        has_offset = self._paging(offset, "offset", values)
+        has_offset = offset is not None and self._paging(offset, "offset", values)
+        key = ("select", where_key, fields, order, has_limit, has_offset, lock, live)
+        try:
+            # A repeated shape: a dict lookup, without the call through _statement below.
+            return self._cache[key], values
+        except (KeyError, TypeError):
+            pass
         return self._statement(
-            ("select", where_key, fields, order, has_limit, has_offset, lock, live),
+            key,
             self._compiler.select,
             where_key,
             fields,
@@ -180,6 +194,17 @@ class Repository(Generic[T]):
             lock,
             live,
         ), values
+
+    def compile(self, filter: FilterLike = None, *, include_deleted: bool = False) -> CompiledQuery:
+        """The SELECT that `find` would run for a filter, without running it: its SQL text and
+        parameters. It checks the filter as `find` does and shares its per-shape cache.
+
+        >>> q = repo.compile({"where": {"status": "active"}, "order": "name", "limit": 20})
+        >>> q.params
+        ['active', 20]
+        """
+        statement, values = self._select(filter, None, None, include_deleted)
+        return CompiledQuery(statement.sql, statement.params(values))
 
     # -- execution ---------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from test_repository_support import Plan, make_models
 
-from nxdata import Filter, Lock, Repository, SoftDeletableRepository
+from nxdata import AsyncRepository, Filter, Lock, Repository, SoftDeletableRepository
+from nxdata.compiler import CompiledQuery
 from nxdata.errors import FilterError, TransactionError
 from nxdata.filters import split_filter, walk
 
@@ -221,3 +222,55 @@ def test_bulk_insert_statements() -> None:
     )
     columns = [["i1", "i2"], ["a", "b"], [{"tier": "x"}, None]]
     assert statement.params(columns) == [["i1", "i2"], ["a", "b"], ['{"tier":"x"}', None]]
+
+
+def test_compile_is_what_find_runs() -> None:
+    r = repo()
+    flt = {"where": {"status": "active", "amount": {"between": [1, 2.5]}}, "limit": 20}
+    query = r.compile(flt)
+    assert isinstance(query, CompiledQuery)
+    assert (query.sql, query.params) == compile_select(flt)
+    assert query.params == ["active", 1.0, 2.5, 20]
+    assert query.sql.startswith("SELECT ") and " BETWEEN %s::" in query.sql
+    assert (
+        ' "deleted_at" IS NULL' in query.sql
+        and "deleted_at" not in (r.compile(flt, include_deleted=True).sql.split("WHERE")[1])
+    )
+    assert r.compile().params == [] and r.compile(None) == r.compile({})
+    with pytest.raises(FilterError, match="unknown column"):
+        r.compile({"where": {"ghost": 1}})
+
+
+async def test_async_compile_matches_sync() -> None:
+    flt = {"where": {"name": {"ilike": "a%"}}, "order": ["name DESC"], "limit": 3, "skip": 4}
+    arepo = AsyncRepository(None, MODELS.Item)  # type: ignore[arg-type]  # compile only
+    assert arepo.compile(flt) == repo(soft=False).compile(flt)
+
+
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        (["name", 5], "order must be a list of column names"),
+        ([None], "order must be a list of column names"),
+        (["name", ["x"]], "malformed filter"),
+        (5, "order must be a list of column names"),
+    ],
+)
+def test_order_items_are_checked(order: Any, message: str) -> None:
+    with pytest.raises(FilterError, match=message):
+        compile_select({"order": order})
+
+
+def test_values_of_the_column_type_and_conversions_give_the_same_params() -> None:
+    # The fast path takes a value of the exact column type as it is; anything else converts.
+    r = repo()
+    native = r.compile({"where": {"score": {"gt": 3}, "amount": {"between": [1.0, 2.0]}}})
+    converted = r.compile({"where": {"score": {"gt": "3"}, "amount": {"between": ["1", 2]}}})
+    assert native == converted
+    assert [type(p) for p in native.params] == [int, float, float]
+    with pytest.raises(FilterError, match="does not fit the column"):
+        r.compile({"where": {"score": {"gt": True}}})
+    with pytest.raises(FilterError, match="two values"):
+        r.compile({"where": {"amount": {"between": (1, 2, 3)}}})
+    with pytest.raises(FilterError, match="non-negative integer"):
+        r.compile({"limit": True})  # bool is not int

@@ -82,28 +82,20 @@ class Nxdata(Contender):
         for id_ in ids:
             assert delete_by_id(id_) is not None
 
-    def _compiled(self) -> tuple[Any, Any]:
-        # There is no public "compile this filter" call: use what every find() runs before the
-        # driver (the shape walk, the per-shape cache, the parameter plan).
-        repo = self.items
-        select = getattr(repo, "_select", None)
-        cache = getattr(repo, "_cache", None)
-        if select is None or cache is None:
-            raise Unavailable("nxdata Repository has no _select/_cache to compile a filter with")
-        return select, cache
-
     def compile_cold(self, filters: list[dict[str, Any]]) -> None:
-        select, cache = self._compiled()
+        compile, cache = self.items.compile, getattr(self.items, "_cache", None)
+        if cache is None:
+            raise Unavailable("nxdata Repository has no statement cache to empty")
         for f in filters:
             cache.clear()  # a shape not seen before: PyPika builds and renders the statement
-            statement, values = select(f, None, None, False)
-            statement.params(values)
+            compile(f)
 
     def compile_cached(self, filters: list[dict[str, Any]]) -> None:
-        select, _ = self._compiled()
+        # Repository.compile: what every find() runs before the driver (the shape walk, the
+        # per-shape cache, the parameters), returned instead of sent.
+        compile = self.items.compile
         for f in filters:
-            statement, values = select(f, None, None, False)
-            statement.params(values)
+            compile(f)
 
     def transfer(self, moves: list[tuple[str, str, Decimal]]) -> None:
         db, wallets, lock = self.db, self.wallets, self.lock
