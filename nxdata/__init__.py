@@ -25,6 +25,7 @@ from .columns import (
     timestamp_columns,
     value_columns,
 )
+from .compiler import CompiledQuery
 from .database import Database
 from .database_async import AsyncDatabase
 from .ddl import create_sql, create_statements
@@ -51,6 +52,7 @@ __all__ = [
     "Citext",
     "Column",
     "CommonColumns",
+    "CompiledQuery",
     "Database",
     "EmbeddedPostgres",
     "Filter",
