@@ -1,5 +1,5 @@
 # Generated from nxdata/repository_async.py by nxdata/_async_to_sync.py: do not edit.
-"""Repositories: typed reads and writes of one table through filters (asyncio flavour).
+"""Repositories: typed reads and writes of one table through filters.
 
 >>> users = Repository(db, User)
 >>> users.create({"email": "a@example.com", "name": "Ann"})

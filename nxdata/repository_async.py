@@ -1,4 +1,4 @@
-"""Repositories: typed reads and writes of one table through filters (asyncio flavour).
+"""Repositories: typed reads and writes of one table through filters.
 
 >>> users = AsyncRepository(db, User)
 >>> await users.create({"email": "a@example.com", "name": "Ann"})
