@@ -11,6 +11,7 @@ The executor is thin: statements come from `nxdata.compiler` (cached per shape),
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import operator
@@ -58,6 +59,16 @@ _MAX_SHAPES = 4096  # a bound on the statement cache: shapes are few unless some
 _UNSET = msgspec.UNSET
 _cursor_names = itertools.count(1)
 _astuple = msgspec.structs.astuple
+_COPY_CHUNK = 2000
+"""Rows validated and converted at a time by a COPY: the server stores one chunk while the next
+is prepared, so the work on our side overlaps the server's instead of preceding it."""
+# A streamed COPY's own transaction, or its savepoint in the caller's: (begin, end, undo).
+_COPY_OWN_TX = ("BEGIN", "COMMIT", ())
+_COPY_IN_TX = (
+    "SAVEPOINT nxdata_copy",
+    "RELEASE SAVEPOINT nxdata_copy",
+    ("ROLLBACK TO SAVEPOINT nxdata_copy", "RELEASE SAVEPOINT nxdata_copy"),
+)
 
 
 class Repository(Generic[T]):
@@ -495,17 +506,24 @@ class Repository(Generic[T]):
         transaction: Transaction | None = None,
     ) -> int | list[T]:
         """Insert many rows; returns the count, or with ``returning=True`` the rows as stored, in
-        the order given. Every row is validated before anything is written, and the rows go in
-        all or none.
+        the order given. Every row is validated, and the rows go in all or none: an invalid row
+        raises `ValidationError` (naming its position ``$[i]`` and field) and nothing is stored;
+        a caller's transaction is left as it was before the call.
 
-        Without ``returning``: COPY. With it: one ``INSERT ... SELECT FROM unnest(...) RETURNING``
-        per column set, or, when the rows carry array columns (which unnest would flatten), the
-        single-row INSERT sent for every row with ``executemany`` in one pipeline.
+        Without ``returning``: COPY, streamed: rows are validated and converted a chunk at a
+        time while the server stores the chunks before them (the first chunk is checked before
+        anything is sent; past it, a transaction of its own, or a savepoint in the caller's,
+        takes back what was sent). With it: one ``INSERT ... SELECT
+        FROM unnest(...) RETURNING`` per column set, or, when the rows carry array columns (which
+        unnest would flatten), the single-row INSERT sent for every row with ``executemany`` in
+        one pipeline.
 
         >>> repo.create_all([{"name": "a"}, {"name": "b"}])
         2
         """
         items = rows if type(rows) is list else list(rows)
+        if not returning:
+            return self._copy_all(items, transaction)
         total = len(items)
         # Validating and regrouping 100k rows allocates a few hundred thousand tracked objects
         # (Structs, tuples) that cannot be garbage yet: GC paused meanwhile (see `GcPause`).
@@ -517,11 +535,11 @@ class Repository(Generic[T]):
         finally:
             pause.end()
         if not groups:
-            return [] if returning else 0
-        # One statement (a COPY, an INSERT from unnest) is atomic by itself; several statements
-        # (column sets, executemany) run in a transaction of their own: all rows or none.
+            return []
+        # One INSERT from unnest is atomic by itself; several statements (column sets,
+        # executemany) run in a transaction of their own: all rows or none.
         own_tx = transaction is None and (
-            len(groups) > 1 or (returning and not self._compiler.unnest_safe(next(iter(groups))))
+            len(groups) > 1 or not self._compiler.unnest_safe(next(iter(groups)))
         )
         conn = transaction.connection if transaction is not None else self.db._acquire(write=True)
         placed: list[Any] = [None] * total
@@ -529,9 +547,6 @@ class Repository(Generic[T]):
             if own_tx:
                 conn.execute("BEGIN", prepare=False)
             for fields, (columns, positions) in groups.items():
-                if not returning:
-                    self._copy(conn, fields, columns, len(positions))
-                    continue
                 created = self._insert_returning(conn, fields, columns, len(positions))
                 for index, row in zip(positions, created, strict=True):
                     placed[index] = row
@@ -542,26 +557,98 @@ class Repository(Generic[T]):
         finally:
             if transaction is None:
                 self.db._release(conn)  # rolls back what an error left open
-        return placed if returning else total
+        return placed
 
-    def _copy(
+    def _copy_all(self, items: list[Any], transaction: Transaction | None) -> int:
+        """`create_all` without RETURNING: COPY, fed a chunk at a time (see `_COPY_CHUNK`)."""
+        total = len(items)
+        table = self.table
+        pause = GcPause()  # as in create_all: the chunks' Structs and tuples, until written
+        if total >= GC_PAUSE_ROWS:
+            pause.begin()
+        try:
+            # The first chunk is checked before anything is sent: a batch of one chunk never
+            # reaches the server with an invalid row.
+            groups = _group_columns(table, _validate_all(table, items[:_COPY_CHUNK]))
+            if not groups:
+                return 0
+            # Later chunks are validated while earlier ones are being stored, and rows that set
+            # another column set go in by a second COPY: a transaction of our own (a savepoint in
+            # the caller's) makes that all or none.
+            streamed = total > _COPY_CHUNK or len(groups) > 1
+            conn = (
+                transaction.connection if transaction is not None else self.db._acquire(write=True)
+            )
+            begin, end, undo = _COPY_OWN_TX if transaction is None else _COPY_IN_TX
+            try:
+                if streamed:
+                    conn.execute(begin, prepare=False)
+                try:
+                    self._stream_copy(conn, items, groups)
+                except psycopg.Error:
+                    raise  # the caller's transaction is failed, as by any statement error
+                except BaseException:
+                    # An invalid row in a later chunk (or a cancellation): take back what was
+                    # sent, leaving the caller's transaction as it was before the call.
+                    if streamed:
+                        with contextlib.suppress(Exception):  # the first error matters more
+                            for sql in undo:
+                                conn.execute(sql, prepare=False)
+                    raise
+                if streamed:
+                    conn.execute(end, prepare=False)
+            except psycopg.Error as exc:
+                raise map_database_error(exc) from exc
+            finally:
+                if transaction is None:
+                    self.db._release(conn)  # rolls back what an error left open
+        finally:
+            pause.end()
+        return total
+
+    def _stream_copy(
         self,
         conn: psycopg.Connection[Any],
-        fields: tuple[str, ...],
-        columns: list[Sequence[Any]],
-        count: int,
+        items: list[Any],
+        groups: dict[tuple[str, ...], tuple[Columns, list[int]]],
     ) -> None:
+        """COPY `items` (the first chunk already validated and grouped as `groups`)."""
+        table = self.table
+        fields = next(iter(groups))  # the column set of the main COPY: the first row's
+        others: dict[tuple[str, ...], list[tuple[Columns, int]]] = {}
+        with conn.cursor() as cursor:
+            with cursor.copy(self._compiler.copy_sql(fields)) as copy:
+                start = 0
+                while True:
+                    for group, (columns, positions) in groups.items():
+                        if group != fields:
+                            others.setdefault(group, []).append((columns, len(positions)))
+                            continue
+                        for values in self._copy_rows(group, columns, len(positions)):
+                            copy.write_row(values)
+                    start += _COPY_CHUNK
+                    if start >= len(items):
+                        break
+                    chunk = items[start : start + _COPY_CHUNK]
+                    groups = _group_columns(table, _validate_all(table, chunk, start))
+            for group, parts in others.items():
+                with cursor.copy(self._compiler.copy_sql(group)) as copy:
+                    for columns, count in parts:
+                        for values in self._copy_rows(group, columns, count):
+                            copy.write_row(values)
+
+    def _copy_rows(
+        self, fields: tuple[str, ...], columns: Columns, count: int
+    ) -> Iterable[tuple[Any, ...]]:
+        """Rows for COPY: the columns that need it (jsonb, enums) converted a column at a time."""
         columns = list(columns)
         for i, field in enumerate(fields):
-            # Convert only the columns that need it (jsonb, enums), a column at a time.
             column = self.table.by_field[field]
             if column.kind == "json":
                 columns[i] = _json_texts(columns[i])
             elif (convert := _write_converter(column)) is not _identity:
                 columns[i] = list(map(convert, columns[i]))
-        with conn.cursor() as cursor, cursor.copy(self._compiler.copy_sql(fields)) as copy:
-            for values in _rows_of(columns, count):
-                copy.write_row(values)
+        return _rows_of(columns, count)
 
     def _insert_returning(
         self,
@@ -881,12 +968,14 @@ def _set_fields(validated: msgspec.Struct) -> tuple[tuple[str, ...], list[Any]]:
     return tuple(name for name, _ in kept), [value for _, value in kept]
 
 
+_ROW_INDEX = re.compile(r"`\$\[(\d+)\]")
 _ROW_AT = re.compile(r"`\$\[(\d+)\](?:\.([A-Za-z_][A-Za-z0-9_]*))?")
 _FIELD_NAMED = re.compile(r"field `([A-Za-z_][A-Za-z0-9_]*)`")
 
 
-def _validate_all(table: Table[Any], items: list[Any]) -> list[msgspec.Struct]:
-    """Validate rows against the insert type; a `ValidationError` names the row and field.
+def _validate_all(table: Table[Any], items: list[Any], start: int = 0) -> list[msgspec.Struct]:
+    """Validate rows against the insert type; a `ValidationError` names the row and field
+    (``$[i]``, counted from `start`: the position of ``items[0]`` in the whole batch).
 
     Plain dicts go through one msgspec call for the whole list (half the cost of one call per
     row); other inputs (Structs, JSON text) row by row, with the same messages.
@@ -899,13 +988,15 @@ def _validate_all(table: Table[Any], items: list[Any]) -> list[msgspec.Struct]:
             validated: list[msgspec.Struct] = msgspec.convert(items, list[insert_type])  # type: ignore[valid-type]
         except msgspec.ValidationError as exc:
             message = str(exc)
+            if start:
+                message = _ROW_INDEX.sub(lambda m: f"`$[{int(m.group(1)) + start}]", message, 1)
             at = _ROW_AT.search(message)
             named = _FIELD_NAMED.search(message)
             field = (at and at.group(2)) or (named and named.group(1)) or None
             raise ValidationError(message, table=table.qualified_name, field=field) from exc
         return validated
     validated = []
-    for index, item in enumerate(items):
+    for index, item in enumerate(items, start):
         try:
             validated.append(table.validate_insert(item))
         except ValidationError as exc:

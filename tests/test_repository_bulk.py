@@ -22,6 +22,7 @@ from test_repository_support import Meta, Plan
 
 import nxdata as nx
 from nxdata import AsyncDatabase, AsyncRepository, Database, Repository
+from nxdata import repository as nx_repository
 from nxdata.ddl import create_statements
 from nxdata.errors import UniqueViolation
 
@@ -330,3 +331,67 @@ def test_copy_keeps_jsonb_text_and_nulls_apart(db: Database, tables: Tables) -> 
         "list": ({}, [1, "\n", None]),
     }
     assert repo.count({"doc": None}) == 1  # SQL NULL (IS NULL), not the JSON null
+
+
+# -- COPY streamed a chunk at a time ---------------------------------------------------------------
+
+CHUNK = nx_repository._COPY_CHUNK
+
+
+def many(count: int, prefix: str = "r") -> list[dict[str, Any]]:
+    return [{"name": f"{prefix}{i}", "doc": {"i": i}} for i in range(count)]
+
+
+def test_streamed_copy_stores_every_chunk_and_column_set(db: Database, tables: Tables) -> None:
+    # Past the first chunk, rows setting created_at (a server default) form another column set:
+    # a second COPY, in the same transaction as the first.
+    repo = Repository(db, tables.Sample)
+    rows = many(2 * CHUNK + 7)
+    for row in rows[CHUNK + 3 :: 500]:
+        row["created_at"] = STAMP
+    assert repo.create_all(rows) == len(rows)
+    assert repo.count() == len(rows)
+    assert repo.count({"created_at": STAMP}) == len(rows[CHUNK + 3 :: 500])
+    last = repo.find_one({"where": {"name": f"r{2 * CHUNK + 6}"}})
+    assert last is not None and last.doc == {"i": 2 * CHUNK + 6}
+
+
+def test_streamed_copy_checks_later_chunks_and_sends_nothing(db: Database, tables: Tables) -> None:
+    repo = Repository(db, tables.Sample)
+    bad = CHUNK + 5  # in the second chunk: found while the first is being stored
+    rows = many(2 * CHUNK)
+    rows[bad]["amount"] = "lots"
+    with pytest.raises(nx.ValidationError, match=rf"`\$\[{bad}\]\.amount`") as info:
+        repo.create_all(rows)
+    assert info.value.field == "amount"
+    assert repo.count() == 0
+    # In the caller's transaction: the rows already sent are taken back, the transaction goes on.
+    with db.transaction() as tx:
+        repo.create({"name": "before"}, transaction=tx)
+        with pytest.raises(nx.ValidationError, match=rf"`\$\[{bad}\]"):
+            repo.create_all(rows, transaction=tx)
+        assert repo.count(transaction=tx) == 1
+        assert repo.create_all(many(CHUNK + 1, "ok"), transaction=tx) == CHUNK + 1
+    assert repo.count() == CHUNK + 2
+
+
+def test_streamed_copy_database_error_stores_nothing(db: Database, tables: Tables) -> None:
+    repo = Repository(db, tables.Sample)
+    rows = many(2 * CHUNK)
+    rows[-1]["name"] = "r0"  # a duplicate of the first row, in the last chunk
+    with pytest.raises(UniqueViolation):
+        repo.create_all(rows)
+    assert repo.count() == 0
+
+
+async def test_async_streamed_copy(adb: AsyncDatabase, tables: Tables) -> None:
+    repo = AsyncRepository(adb, tables.Sample)
+    rows = many(CHUNK + 1)
+    rows[CHUNK]["ints"] = ["x"]
+    async with adb.transaction() as tx:
+        with pytest.raises(nx.ValidationError, match=rf"`\$\[{CHUNK}\]\.ints\[0\]`"):
+            await repo.create_all(rows, transaction=tx)
+        assert await repo.count(transaction=tx) == 0
+        del rows[CHUNK]["ints"]
+        assert await repo.create_all(rows, transaction=tx) == CHUNK + 1
+    assert await repo.count() == CHUNK + 1
