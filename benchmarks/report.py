@@ -125,6 +125,10 @@ def render(
         lines.append(row)
     if targets:
         lines += ["", "Targets (issue 7)"]
+        if meta["mode"] != "full":
+            # The targets are set for the full sizes (100k rows): fixed costs weigh more here.
+            mode = meta["mode"]
+            lines.append(f"   (indicative: {mode} mode runs smaller sizes; judge by make bench)")
         for t in targets:
             mark = {True: "MET   ", False: "MISSED", None: "n/a   "}[t["met"]]
             value = "—" if t["value"] is None else f"{t['value']:.2f}{t['unit']}"

@@ -79,3 +79,4 @@ def test_tiny_run_covers_every_scenario_and_contender(
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
     text = (results_dir / "latest.txt").read_text()
     assert "Targets (issue 7)" in text and "ratio" in text
+    assert "(indicative: tiny mode runs smaller sizes" in text  # targets are set for full runs
