@@ -31,6 +31,7 @@ _NAMES: dict[str, str] = {
     "AsyncConnection": "Connection",
     "AsyncServerCursor": "ServerCursor",
     "AsyncCursor": "Cursor",
+    "AsyncCopy": "Copy",
     "AsyncIterator": "Iterator",
     "AsyncGenerator": "Generator",
     "AsyncIterable": "Iterable",

@@ -624,8 +624,7 @@ class Repository(Generic[T]):
                         if group != fields:
                             others.setdefault(group, []).append((columns, len(positions)))
                             continue
-                        for values in self._copy_rows(group, columns, len(positions)):
-                            copy.write_row(values)
+                        self._copy_rows(copy, group, columns, len(positions))
                     start += _COPY_CHUNK
                     if start >= len(items):
                         break
@@ -634,13 +633,13 @@ class Repository(Generic[T]):
             for group, parts in others.items():
                 with cursor.copy(self._compiler.copy_sql(group)) as copy:
                     for columns, count in parts:
-                        for values in self._copy_rows(group, columns, count):
-                            copy.write_row(values)
+                        self._copy_rows(copy, group, columns, count)
 
     def _copy_rows(
-        self, fields: tuple[str, ...], columns: Columns, count: int
-    ) -> Iterable[tuple[Any, ...]]:
-        """Rows for COPY: the columns that need it (jsonb, enums) converted a column at a time."""
+        self, copy: psycopg.Copy, fields: tuple[str, ...], columns: Columns, count: int
+    ) -> None:
+        """Write a group's rows to a COPY, converting the columns that need it (jsonb, enums) a
+        column at a time."""
         columns = list(columns)
         for i, field in enumerate(fields):
             column = self.table.by_field[field]
@@ -648,7 +647,8 @@ class Repository(Generic[T]):
                 columns[i] = _json_texts(columns[i])
             elif (convert := _write_converter(column)) is not _identity:
                 columns[i] = list(map(convert, columns[i]))
-        return _rows_of(columns, count)
+        for values in _rows_of(columns, count):
+            copy.write_row(values)
 
     def _insert_returning(
         self,
