@@ -300,6 +300,7 @@ class Compiler:
     # -- names -------------------------------------------------------------------------------------
 
     def column(self, name: Any, part: str) -> ColumnDef:
+        """The column a filter names (field or SQL name); `FilterError` naming `part` if none."""
         found = None
         if type(name) is str:
             found = self.table.by_field.get(name) or self.table.by_name.get(name)

@@ -83,10 +83,12 @@ class ColumnDef:
 
     @property
     def primary_key(self) -> bool:
+        """True when the column is (part of) the primary key."""
         return self.options.primary_key
 
     @property
     def identity(self) -> str | None:
+        """``"always"`` / ``"by default"`` for an identity column, else None."""
         return self.options.identity
 
     @property
@@ -107,6 +109,7 @@ class ColumnDef:
 
     @property
     def default_factory(self) -> Callable[[], Any] | None:
+        """The Python-side default (e.g. a uuid maker), called for inserts that omit the column."""
         return self.options.default_factory  # type: ignore[no-any-return]
 
     @property
