@@ -621,8 +621,7 @@ class Compiler:
         )
         suffix = ""
         if conflict is not None:
-            targets = [self.column(n, "conflict") for n in conflict]
-            suffix = " ON CONFLICT (" + ", ".join(_quote(c.name) for c in targets) + ")"
+            suffix = self._conflict_target([self.column(n, "conflict") for n in conflict])
             sets = [
                 f"{_quote(c.name)} = EXCLUDED.{_quote(c.name)}"
                 for c in (self.column(n, "update") for n in update or ())
@@ -641,6 +640,33 @@ class Compiler:
                 suffix += " DO NOTHING"
         sql, plan = _render(lambda: query.get_sql() + suffix + self.returning)
         return Compiled(sql, plan, self.full_decoder)
+
+    def _conflict_target(self, targets: list[ColumnDef]) -> str:
+        """``ON CONFLICT (cols)`` for the key, unique constraint or unique index on exactly these
+        columns; a partial unique index (`live_unique`) needs its WHERE for PostgreSQL to pick it.
+        """
+        names = [c.name for c in targets]
+        wanted = set(names)
+        table = self.table
+        target = " ON CONFLICT (" + ", ".join(map(_quote, names)) + ")"
+        if wanted == set(table.primary_key) or any(wanted == set(u.columns) for u in table.uniques):
+            return target
+        unique = [i for i in table.indexes if i.unique and i.expression is None]
+        if any(wanted == set(i.columns) and i.where is None for i in unique):
+            return target
+        for index in unique:
+            if wanted == set(index.columns):
+                return f"{target} WHERE {index.where}"
+        keys = [table.primary_key, *(u.columns for u in table.uniques)]
+        keys += [i.columns for i in unique]
+        raise FilterError(
+            f"no primary key, unique constraint or unique index on ({', '.join(names)}): "
+            "ON CONFLICT needs one (declared: "
+            + "; ".join("(" + ", ".join(k) + ")" for k in keys if k)
+            + ")",
+            table=self.name,
+            part="conflict",
+        )
 
     def unnest_safe(self, fields: tuple[str, ...]) -> bool:
         """True when `insert_many` can write these fields: no array column among them.

@@ -70,6 +70,8 @@ class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
     @classmethod
     def from_json(cls, data: bytes | str) -> Filter:
         """Decode JSON bytes into a `Filter`; `FilterError` when it is malformed."""
+        if not isinstance(data, bytes | bytearray | memoryview | str):
+            raise FilterError(f"a filter's JSON is bytes or str, not {type(data).__name__}")
         try:
             return _decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -123,8 +125,8 @@ def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = 
                     table=table,
                     part=str(key),
                 )
-        if offset is None:
-            offset = skip
+        if skip is not None:
+            offset = _skip(offset, skip, table)
         if where is not None and type(where) is not dict:
             where = _where_dict(where, table)
         return (
@@ -139,7 +141,7 @@ def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = 
         return split_filter(dict(filter), table)
     if isinstance(filter, Filter):
         where, fields, order, limit = filter.where, filter.fields, filter.order, filter.limit
-        offset = filter.offset if filter.offset is not None else filter.skip
+        offset = filter.offset if filter.skip is None else _skip(filter.offset, filter.skip, table)
     else:
         raise FilterError(
             f"a filter is a dict or a Filter, not {type(filter).__name__}", table=table
@@ -147,6 +149,12 @@ def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = 
     if where is not None and type(where) is not dict:
         where = _where_dict(where, table)
     return where, _names(fields, "fields", table), _names(order, "order", table), limit, offset
+
+
+def _skip(offset: Any, skip: Any, table: str | None) -> Any:
+    if offset is not None:
+        raise FilterError("use offset or skip (its alias), not both", table=table, part="skip")
+    return skip
 
 
 def _where_dict(where: Any, table: str | None) -> dict[str, Any]:

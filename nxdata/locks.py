@@ -38,9 +38,14 @@ class Lock(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         if self.strength not in ("update", "no key update", "share", "key share"):
-            raise ValueError(f"unknown lock strength {self.strength!r}")
+            raise ValueError(
+                f"unknown lock strength {self.strength!r} "
+                "(one of 'update', 'no key update', 'share', 'key share')"
+            )
         if self.wait not in ("wait", "nowait", "skip locked"):
-            raise ValueError(f"unknown lock wait policy {self.wait!r}")
+            raise ValueError(
+                f"unknown lock wait policy {self.wait!r} (one of 'wait', 'nowait', 'skip locked')"
+            )
 
     def nowait(self) -> Lock:
         """The same lock, failing at once (`LockNotAvailable`) instead of waiting."""

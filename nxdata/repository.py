@@ -152,17 +152,27 @@ class Repository(Generic[T]):
         by_id: Any = _UNSET,
         one: bool = False,
     ) -> tuple[Compiled, list[Any]]:
-        if lock is not None and transaction is None:
-            raise TransactionError(
-                f"lock={lock.sql} needs a transaction: pass transaction=tx (a lock taken outside "
-                "one would be released at once)"
-            )
+        if lock is not None:
+            if type(lock) is not Lock:
+                raise TypeError(f"lock= takes a Lock (e.g. Lock.UPDATE.nowait()), not {lock!r}")
+            if transaction is None:
+                raise TransactionError(
+                    f"lock={lock.sql} needs a transaction: pass transaction=tx (a lock taken "
+                    "outside one would be released at once)"
+                )
         where, fields, order, limit, offset = split_filter(filter, self._name)
         values: list[Any] = [] if by_id is _UNSET else [by_id]
         # split_filter made `where` a dict (or None): walk it directly
         where_key = walk(where, values, self._name) if where else None
         live = self.soft_delete and not include_deleted
         if by_id is not _UNSET:
+            if order is not None or limit is not None or offset is not None:
+                part = "order" if order is not None else "limit" if limit is not None else "offset"
+                raise FilterError(
+                    "find_by_id takes where and fields only (one row: no order or paging)",
+                    table=self._name,
+                    part=part,
+                )
             return self._statement(
                 ("by_id", where_key, fields, lock, live),
                 self._compiler.select,
@@ -399,6 +409,12 @@ class Repository(Generic[T]):
         generator is closed). With ``lock=`` (which needs ``transaction=``) rows are locked as
         their batch is fetched, and stay locked until the transaction ends.
         """
+        if type(batch_size) is not int or batch_size < 1:
+            raise FilterError(
+                f"batch_size must be a positive integer, got {batch_size!r}",
+                table=self._name,
+                part="batch_size",
+            )
         statement, values = self._select(filter, lock, transaction, include_deleted)
         decoder = statement.decoder
         assert decoder is not None
@@ -450,11 +466,19 @@ class Repository(Generic[T]):
         >>> q = PostgreSQLQuery.from_(t).select("*").where(t.seats > Parameter("%s"))
         >>> repo.query(q, [10])
         """
-        if not isinstance(query, str | bytes | psycopg.sql.Composable):
-            query = query.get_sql()
+        statement: str | bytes | psycopg.sql.Composable
+        if isinstance(query, str | bytes | psycopg.sql.Composable):
+            statement = query
+        elif callable(getattr(query, "get_sql", None)):
+            statement = query.get_sql()
+        else:
+            raise TypeError(
+                "query() takes SQL text, a psycopg.sql statement or a PyPika query, "
+                f"not {type(query).__name__}"
+            )
         conn = transaction.connection if transaction is not None else self.db._acquire(write=True)
         try:
-            cursor = conn.execute(query, params)
+            cursor = conn.execute(statement, params)
             rows = cursor.fetchall() if cursor.description is not None else []
             names = tuple(d.name for d in cursor.description or ())
         except psycopg.Error as exc:
@@ -465,7 +489,7 @@ class Repository(Generic[T]):
         decode = self._raw_decoders.get(names)
         if decode is None:
             decode = self._raw_decoders[names] = _raw_decoder(self.table, names)
-        return [decode(row) for row in rows]
+        return list(map(decode, rows))
 
     # -- writes ------------------------------------------------------------------------------------
 
@@ -521,7 +545,7 @@ class Repository(Generic[T]):
         >>> repo.create_all([{"name": "a"}, {"name": "b"}])
         2
         """
-        items = rows if type(rows) is list else list(rows)
+        items = rows if type(rows) is list else _row_list(rows)
         if not returning:
             return self._copy_all(items, transaction)
         total = len(items)
@@ -808,18 +832,22 @@ class Repository(Generic[T]):
         self,
         data: Data,
         *,
-        conflict: Sequence[str],
+        conflict: str | Sequence[str],
         update: Sequence[str] | None = None,
         transaction: Transaction | None = None,
     ) -> T | None:
         """INSERT ... ON CONFLICT (conflict) DO UPDATE SET update; returns the row.
 
-        ``update`` defaults to every inserted column that may be updated and is not a conflict
-        column; an empty list means DO NOTHING, and then a conflict returns None.
+        ``conflict`` names the columns of the primary key, a unique constraint or a unique index
+        (a partial one, such as `live_unique`, is matched with its WHERE). ``update`` defaults to
+        every inserted column that may be updated and is not a conflict column; an empty list
+        means DO NOTHING, and then a conflict returns None.
 
         >>> repo.upsert({"email": "a@x.io", "name": "Ann"}, conflict=["email"])
         """
         fields, values = _set_fields(self.table.validate_insert(data))
+        if isinstance(conflict, str):
+            conflict = (conflict,)
         conflict_cols = tuple(self._compiler.column(c, "conflict").field for c in conflict)
         if update is None:
             updatable = {c.field for c in self.table.updatable_columns}
@@ -958,6 +986,16 @@ class SoftDeletableRepository(Repository[T]):
         return self._row(statement, [id], transaction, write=True)
 
 
+def _row_list(rows: Iterable[Data]) -> list[Any]:
+    """`create_all`'s rows as a list; a single row (or no iterable at all) is refused."""
+    if isinstance(rows, Mapping | msgspec.Struct | str | bytes) or not isinstance(rows, Iterable):
+        raise TypeError(
+            "create_all takes many rows (a list of dicts, Structs or JSON documents), not "
+            f"{type(rows).__name__}; for one row use create()"
+        )
+    return list(rows)
+
+
 def _set_fields(validated: msgspec.Struct) -> tuple[tuple[str, ...], list[Any]]:
     """The fields a validated insert/update sets (not UNSET), and their values."""
     names: tuple[str, ...] = validated.__struct_fields__
@@ -1079,14 +1117,18 @@ def _json_texts(values: Sequence[Any]) -> list[str | None]:
 
 
 def _raw_decoder(table: Table[T], names: tuple[str, ...]) -> Callable[[Sequence[Any]], T]:
-    """A decoder for rows of an arbitrary query, by result column name (escape hatch)."""
+    """A decoder for rows of an arbitrary query, by result column name (escape hatch). Each
+    value is checked against its column's type: `ValidationError` names the column."""
     columns = []
     for name in names:
         column = table.by_name.get(name) or table.by_field.get(name)
         if column is None:
-            raise FilterError(
-                f"the query returns column {name!r}, which {table.qualified_name} does not have",
+            raise ValidationError(
+                f"query() returns column {name!r}, which the table does not have (the statement "
+                "has run: outside a transaction, its changes are committed); select the table's "
+                "columns only, or use db.fetch_all() for other shapes",
                 table=table.qualified_name,
+                field=name,
             )
         columns.append(column)
     template = [_UNSET] * len(table.columns)
@@ -1099,13 +1141,17 @@ def _raw_decoder(table: Table[T], names: tuple[str, ...]) -> Callable[[Sequence[
     def convert(column: ColumnDef, value: Any) -> Any:
         if value is None:
             return None
-        if column.kind == "json":
-            if isinstance(value, str):
+        try:
+            if column.kind == "json" and isinstance(value, str):
                 return msgspec.json.decode(value, type=column.python_type)
-            return msgspec.convert(value, column.python_type)
-        if column.kind == "enum":
-            return column.python_type(value)
-        return value
+            # lax: what psycopg returns for the column's SQL type converts (Decimal to float...)
+            return msgspec.convert(value, column.python_type, strict=False)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise ValidationError(
+                f"query() returned {value!r} for column {column.name!r}: {exc}",
+                table=table.qualified_name,
+                field=column.field,
+            ) from None
 
     def decode(row: Sequence[Any]) -> T:
         values = list(template)

@@ -300,7 +300,7 @@ def test_query_escape_hatch(entries: Repository[Any], models: Models) -> None:
         [1],
     )
     assert partial[0].label == "q1" and partial[0].qty is msgspec.UNSET
-    with pytest.raises(FilterError, match="does not have"):
+    with pytest.raises(nx.ValidationError, match="does not have"):
         entries.query("SELECT 1 AS nope")
 
 
