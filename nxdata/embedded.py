@@ -49,7 +49,10 @@ class EmbeddedPostgres:
         if self._server is not None:
             return self.url
         try:
-            import pgserver
+            with warnings.catch_warnings():
+                # platformdirs warns at import when XDG_RUNTIME_DIR is unset (containers, CI)
+                warnings.simplefilter("ignore")
+                import pgserver
         except ImportError:
             raise EmbeddedServerError(
                 "the embedded PostgreSQL needs the pgserver package: pip install 'nxdata[embedded]'"

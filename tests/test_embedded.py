@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,3 +55,25 @@ async def test_async_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_url_before_start_is_an_error() -> None:
     with pytest.raises(nx.errors.EmbeddedServerError, match="not started"):
         _ = EmbeddedPostgres(temporary=True).url
+
+
+def test_start_prints_no_warning_without_xdg_runtime_dir(tmp_path: Path) -> None:
+    # Containers and CI often lack XDG_RUNTIME_DIR: platformdirs then warns when pgserver is
+    # imported. Warnings are errors in this child process, so a leaked one fails the start.
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    script = (
+        "import nxdata\n"
+        f"server = nxdata.EmbeddedPostgres({str(tmp_path / 'pg')!r})\n"
+        "server.start()\n"
+        "server.stop()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning" not in done.stderr
