@@ -7,7 +7,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Without NXDATA_DATABASE_URL / DATABASE_URL, the db-* targets use the embedded server that
+# `make demo` starts (.nxdata/embedded), as the demo does.
 NXDATA := $(BIN)/nxdata
+DB := $(if $(or $(NXDATA_DATABASE_URL),$(DATABASE_URL)),,--embedded)
 
 .PHONY: install test test-embedded lint format demo bench bench-quick typecheck \
 	db-generate db-generate-all db-migrate db-migrate-all db-check db-status clean
@@ -52,23 +55,23 @@ bench-quick: $(STAMP)
 # The migration workflow of the original design (schema=<name>).
 db-generate: $(STAMP)
 	@test -n "$(schema)" || (echo "usage: make db-generate schema=<name>" >&2; exit 2)
-	$(NXDATA) diff --schema $(schema) $(if $(name),--name $(name)) $(if $(unsafe),--unsafe)
+	$(NXDATA) diff $(DB) --schema $(schema) $(if $(name),--name $(name)) $(if $(unsafe),--unsafe)
 
 db-generate-all: $(STAMP)
-	$(NXDATA) diff --all $(if $(name),--name $(name)) $(if $(unsafe),--unsafe)
+	$(NXDATA) diff $(DB) --all $(if $(name),--name $(name)) $(if $(unsafe),--unsafe)
 
 db-migrate: $(STAMP)
 	@test -n "$(schema)" || (echo "usage: make db-migrate schema=<name>" >&2; exit 2)
-	$(NXDATA) migrate --schema $(schema)
+	$(NXDATA) migrate $(DB) --schema $(schema)
 
 db-migrate-all: $(STAMP)
-	$(NXDATA) migrate --all
+	$(NXDATA) migrate $(DB) --all
 
 db-check: $(STAMP)
-	$(NXDATA) check --all
+	$(NXDATA) check $(DB) --all
 
 db-status: $(STAMP)
-	$(NXDATA) status
+	$(NXDATA) status $(DB)
 
 clean:
 	rm -rf $(VENV) .nxdata .pytest_cache .ruff_cache .hypothesis
