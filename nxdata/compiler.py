@@ -32,6 +32,8 @@ __all__ = ["Compiled", "CompiledQuery", "Compiler"]
 
 Converter = Callable[[Any], Any]
 
+_FILTER_KEYS = frozenset({"where", "fields", "order", "limit", "offset", "skip"})
+
 
 class _Never:
     """No value is of this type: the `as_is` of placeholders whose values always convert."""
@@ -305,8 +307,12 @@ class Compiler:
         if type(name) is str:
             found = self.table.by_field.get(name) or self.table.by_name.get(name)
         if found is None:
+            hint = ""
+            if part == f"where.{name}" and name in _FILTER_KEYS:
+                # count / exists / update_all / delete_all take the where part only
+                hint = f"; {name!r} is a filter key: this method takes a where dict, not a filter"
             raise FilterError(
-                f"unknown column {name!r} (columns: {', '.join(self.table.by_name)})",
+                f"unknown column {name!r} (columns: {', '.join(self.table.by_name)}){hint}",
                 table=self.name,
                 part=part,
             )

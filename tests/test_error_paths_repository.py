@@ -153,3 +153,12 @@ async def test_async_query_and_iterate_checks(adb: AsyncDatabase, models: Models
     with pytest.raises(FilterError, match="batch_size"):
         async for _ in items.iterate({}, batch_size=0):
             pass
+
+
+def test_a_filter_passed_where_a_where_dict_is_expected(db: Database, models: Models) -> None:
+    items = Repository(db, models.Item)
+    with pytest.raises(FilterError, match="'where' is a filter key: this method takes a where"):
+        items.count({"where": {"name": "a"}})
+    with pytest.raises(FilterError, match="'limit' is a filter key"):
+        items.delete_all({"limit": 5})
+    assert items.count({"name": "a"}) == 0
