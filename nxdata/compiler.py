@@ -364,7 +364,8 @@ class Compiler:
                 raise FilterError(
                     f"{base!r} is not a jsonb column; paths need one", table=self.name, part=here
                 )
-            return self._path_condition(column, path, op or "eq", is_none, slot, f"{here}.{op}")
+            op = op or "eq"
+            return self._path_condition(column, path, op, is_none, slot, f"{here}.{op}")
         column = self.column(name, here)
         op = op or "eq"
         where = f"{here}.{op}"
