@@ -230,3 +230,20 @@ def test_embedded_server(tmp_path: Path) -> None:
     code, out, err = run_cli("status", "--embedded", cwd=tmp_path)
     assert code == 0, err
     assert "applied  0001_init" in out
+
+
+@pytest.mark.parametrize(
+    "name", ["0003_AddIndex.sql", "0004_add-index.sql", "3_fix.sql", "fix.sql"]
+)
+def test_misnamed_file_stops_status_and_migrate(
+    fresh_database_url: str, tmp_path: Path, name: str
+) -> None:
+    folder = tmp_path / "migrations/shop"
+    folder.mkdir(parents=True)
+    (folder / "0001_init.sql").write_text("CREATE SCHEMA shop;\n")
+    (folder / name).write_text("CREATE INDEX ON shop.t (x);\n")
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    for command in (["status"], ["migrate", "--all", "--no-processes"]):
+        code, _, err = call(*command, *where)
+        _one_line_error(code, err, name, "expected NNNN_label.sql, e.g. 0007_add_index.sql")
+    assert query(fresh_database_url, "SELECT to_regnamespace('shop')") == [(None,)]

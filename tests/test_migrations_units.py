@@ -126,6 +126,41 @@ def test_file_names_and_numbering(tmp_path: Path) -> None:
         list_files(tmp_path, "s")
 
 
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("0003_AddIndex.sql", "rename it to 0003_addindex.sql"),
+        ("0004_add-index.sql", "rename it to 0004_add_index.sql"),
+        ("3_fix.sql", "rename it to 0003_fix.sql"),
+        ("fix.sql", None),
+        ("0005_carrier.SQL", "rename it to 0005_carrier.sql"),
+    ],
+)
+def test_misnamed_sql_file_is_an_error_not_skipped(
+    tmp_path: Path, name: str, hint: str | None
+) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s/0001_init.sql").write_text("SELECT 1;\n")
+    (tmp_path / "s" / name).write_text("SELECT 2;\n")
+    with pytest.raises(MigrationError) as info:
+        list_files(tmp_path, "s")
+    message = str(info.value)
+    assert name in message and "0007_add_index.sql" in message and "four digits" in message
+    if hint is None:
+        assert "rename" not in message
+    else:
+        assert hint in message
+    with pytest.raises(MigrationError, match="not a valid migration file name"):
+        next_file(tmp_path, "s", "more")  # diff numbers after the files: it must not skip it
+
+
+def test_non_utf8_file_is_a_migration_error(tmp_path: Path) -> None:
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s/0001_init.sql").write_bytes(b"-- caf\xe9\nSELECT 1;\n")
+    with pytest.raises(MigrationError, match=r"0001_init.sql is not UTF-8 text \(byte 0xe9"):
+        list_files(tmp_path, "s")
+
+
 def test_checksum_ignores_line_endings() -> None:
     assert checksum("a;\r\nb;\r\n") == checksum("a;\nb;\n") != checksum("a;\nc;\n")
     assert parse_requires("-- requires: x/0001_a\n-- requires: y/0002_b\n") == (

@@ -26,10 +26,15 @@ __all__ = [
     "list_files",
     "next_file",
     "parse_requires",
+    "read_sql",
     "slugify",
 ]
 
 _NAME = re.compile(r"^(\d{4,})_([a-z0-9_]+)\.sql$")
+_EXPECTED = (
+    "expected NNNN_label.sql, e.g. 0007_add_index.sql "
+    "(four digits, an underscore, then lowercase letters, digits and underscores)"
+)
 _REQUIRES = re.compile(r"^--\s*requires:\s*(.+?)\s*$", re.MULTILINE)
 
 
@@ -54,13 +59,39 @@ class MigrationFile:
         return f"{self.schema}/{self.name}"
 
     def read(self) -> str:
-        """The file's SQL text."""
-        return self.path.read_text(encoding="utf-8")
+        """The file's SQL text; `MigrationError` when it cannot be read or is not UTF-8."""
+        return read_sql(self.path)
 
     @property
     def checksum(self) -> str:
         """sha256 of the content (line endings normalized, so a checkout's CRLF is no change)."""
         return checksum(self.read())
+
+
+def read_sql(path: Path) -> str:
+    """A migration file's text: `MigrationError` (naming the file) when it is not UTF-8 or
+    cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1].hex()
+        raise MigrationError(
+            f"{path} is not UTF-8 text (byte 0x{bad} at offset {exc.start}): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise MigrationError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _bad_name(path: Path) -> MigrationError:
+    # Suggest the nearest valid name when the intent is clear (a number, then a label).
+    hint = ""
+    match = re.match(r"^(\d+)[_\-\s]*(.*)$", path.stem)
+    if match is not None:
+        try:
+            hint = f"; rename it to {int(match.group(1)):04d}_{slugify(match.group(2))}.sql"
+        except ConfigurationError:
+            hint = ""
+    return MigrationError(f"{path} is not a valid migration file name: {_EXPECTED}{hint}")
 
 
 def checksum(text: str) -> str:
@@ -92,24 +123,27 @@ def default_label(now: datetime | None = None) -> str:
 def list_files(root: Path, schema: str) -> list[MigrationFile]:
     """The migration files of one schema in number order (empty when the folder is missing).
 
-    Other files in the folder (README, .gitkeep) are ignored; two files with the same number
-    are an error, since their order would be ambiguous.
+    Files not ending in ``.sql`` (README, .gitkeep) are ignored. A ``.sql`` file with a wrong
+    name is an error rather than silently skipped (it would never be applied), and so are two
+    files with the same number, since their order would be ambiguous.
     """
     folder = root / schema
     if not folder.is_dir():
         return []
     found: dict[int, MigrationFile] = {}
     for path in sorted(folder.iterdir()):
-        match = _NAME.match(path.name)
-        if match is None or not path.is_file():
+        if path.suffix.lower() != ".sql" or not path.is_file():
             continue
+        match = _NAME.match(path.name)
+        if match is None:
+            raise _bad_name(path)
         number = int(match.group(1))
         if number in found:
             raise MigrationError(
                 f"two migration files numbered {number} in {folder}: "
                 f"{found[number].path.name} and {path.name}"
             )
-        requires = parse_requires(path.read_text(encoding="utf-8"))
+        requires = parse_requires(read_sql(path))
         found[number] = MigrationFile(schema, number, match.group(2), path, requires)
     return [found[n] for n in sorted(found)]
 
