@@ -1,7 +1,8 @@
 """The nxdata error hierarchy: every error nxdata raises derives from `NxdataError`.
 
 NxdataError
-├── ConfigurationError          bad URL, missing module, missing folder, missing extra
+├── ConfigurationError          bad URL or option, missing module, missing folder, missing extra
+│   └── DatabaseClosed          a Database used after close() (open() reopens it)
 ├── DeclarationError            a table declaration that cannot be turned into SQL
 ├── ValidationError             untrusted data that does not fit a table's insert/update type
 │   └── FilterError             a filter that does not fit the table it is applied to
@@ -12,7 +13,7 @@ NxdataError
 │   ├── UnsafeMigrationError    destructive statements without --unsafe
 │   └── TamperedMigrationError  an applied migration file was changed afterwards
 └── DatabaseError               anything PostgreSQL or the driver reported (keeps `.original`)
-    ├── ConnectionFailed        the server cannot be reached or refused the connection
+    ├── ConnectionFailed        the server cannot be reached, refused the connection, or lost it
     ├── PoolTimeout             no connection became free in time
     ├── QueryCanceled           statement_timeout or cancellation
     ├── LockNotAvailable        NOWAIT lock or lock_timeout
@@ -28,13 +29,18 @@ NxdataError
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import psycopg
+import psycopg_pool
 
 __all__ = [
     "CheckViolation",
     "ConfigurationError",
     "ConflictError",
     "ConnectionFailed",
+    "DatabaseClosed",
     "DatabaseError",
     "DeadlockDetected",
     "DeclarationError",
@@ -66,6 +72,13 @@ class NxdataError(Exception):
 
 class ConfigurationError(NxdataError):
     """The environment or the arguments do not let nxdata start (bad URL, missing module...)."""
+
+
+class DatabaseClosed(ConfigurationError):
+    """A `Database` / `AsyncDatabase` was used after ``close()``.
+
+    It does not reopen by itself (a pool nobody closes would leak); ``open()`` reopens it.
+    """
 
 
 class DeclarationError(NxdataError):
@@ -115,10 +128,8 @@ class FilterError(ValidationError):
     ):
         self.part = part
         self.operator = operator
-        NxdataError.__init__(
-            self,
-            f"invalid filter for table {table}" + (f" at {part}" if part else "") + f": {reason}",
-        )
+        where = (f" for table {table}" if table else "") + (f" at {part}" if part else "")
+        NxdataError.__init__(self, f"invalid filter{where}: {reason}")
         self.table = table
         self.field = field
         self.reason = reason
@@ -182,7 +193,12 @@ class DatabaseError(NxdataError):
 
 
 class ConnectionFailed(DatabaseError):
-    """The server cannot be reached, or refused the connection."""
+    """The server cannot be reached, refused the connection, or the connection was lost.
+
+    A connection lost in a transaction takes the transaction with it (the server rolls it back;
+    if it is lost during COMMIT, whether the commit happened is unknown). The pool replaces the
+    connection.
+    """
 
 
 class PoolTimeout(DatabaseError):
@@ -249,11 +265,50 @@ _BY_CLASS: dict[str, type[DatabaseError]] = {
     "08": ConnectionFailed,
 }
 
+# Operator intervention that ends the session: admin_shutdown (pg_terminate_backend or a server
+# shutdown), crash_shutdown, cannot_connect_now, database_dropped, idle_session_timeout.
+_SESSION_ENDED = frozenset({"57P01", "57P02", "57P03", "57P04", "57P05"})
+
+# The driver's own reports of a lost connection carry no SQLSTATE; psycopg also raises
+# OperationalError without one for requests the server never saw (e.g. too many parameters),
+# so the message has to tell them apart.
+_LOST = re.compile(
+    r"connection is (closed|lost|bad)|connection socket closed|server closed the connection"
+    r"|consuming input failed|could not (receive|send) data|no connection to the server"
+    r"|SSL (SYSCALL error|connection has been closed)|connection to server .* failed"
+    r"|flushing failed|terminating connection",
+    re.IGNORECASE,
+)
+
+# SQLSTATE 25P02: the message alone does not say what to do about it.
+_IN_FAILED_TRANSACTION_HINT = (
+    "an earlier statement in this transaction failed, so PostgreSQL ignores the rest: roll the "
+    "transaction back, or run statements that may fail in a savepoint (a `db.transaction()` "
+    "block nested in the transaction makes one)"
+)
+
+
+def _error_class(exc: BaseException, sqlstate: str | None) -> type[DatabaseError]:
+    if sqlstate:
+        if sqlstate in _SESSION_ENDED:
+            return ConnectionFailed
+        return _BY_SQLSTATE.get(sqlstate) or _BY_CLASS.get(sqlstate[:2], DatabaseError)
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        return PoolTimeout
+    if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, psycopg_pool.PoolClosed):
+        pgconn = exc.pgconn
+        if pgconn is not None and pgconn.status == psycopg.pq.ConnStatus.BAD:
+            return ConnectionFailed
+        if _LOST.search(str(exc)):
+            return ConnectionFailed
+    return DatabaseError
+
 
 def map_database_error(exc: BaseException) -> DatabaseError:
     """Translate a psycopg error into the matching nxdata error, keeping it as `original`.
 
-    The message names the constraint, table and column that the server reported.
+    The message names the constraint, table and column that the server reported. A connection
+    lost on the way (server gone, backend terminated) is `ConnectionFailed`.
     """
     diag = getattr(exc, "diag", None)
     sqlstate = getattr(exc, "sqlstate", None)
@@ -263,9 +318,7 @@ def map_database_error(exc: BaseException) -> DatabaseError:
     constraint = getattr(diag, "constraint_name", None) if diag else None
     if table and schema:
         table = f"{schema}.{table}"
-    cls: type[DatabaseError] = DatabaseError
-    if sqlstate:
-        cls = _BY_SQLSTATE.get(sqlstate) or _BY_CLASS.get(sqlstate[:2], DatabaseError)
+    cls = _error_class(exc, sqlstate)
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     details = []
     if constraint:
@@ -275,6 +328,8 @@ def map_database_error(exc: BaseException) -> DatabaseError:
     if column:
         details.append(f"column {column}")
     message = first_line + (f" ({', '.join(details)})" if details else "")
+    if sqlstate == "25P02":
+        message += f": {_IN_FAILED_TRANSACTION_HINT}"
     return cls(
         message,
         original=exc,

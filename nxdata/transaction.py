@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
-from .errors import TransactionError, map_database_error
+from .errors import DatabaseError, TransactionError, map_database_error
 
 if TYPE_CHECKING:
     from .database import Database
@@ -26,6 +26,24 @@ if TYPE_CHECKING:
 __all__ = ["Isolation", "Transaction", "TransactionBlock", "begin_sql"]
 
 Isolation = Literal["read committed", "repeatable read", "serializable"]
+
+_INERROR = psycopg.pq.TransactionStatus.INERROR
+
+# PostgreSQL answers COMMIT with ROLLBACK once a statement of the transaction has failed (even if
+# the caller caught the error), and psycopg does not complain: without these, a commit could lose
+# the data silently.
+_FAILED_TRANSACTION = (
+    "the transaction was rolled back, not committed: a statement in it failed earlier, and "
+    "PostgreSQL ignores everything after an error until the transaction ends. To go on after an "
+    "error you expect, run the statement that may fail in a nested block: "
+    "`with db.transaction() as inner:` inside the transaction makes a savepoint, and an "
+    "error in it rolls back only that block"
+)
+_FAILED_SAVEPOINT = (
+    "the savepoint was rolled back, not released: a statement in it failed earlier. The "
+    "enclosing transaction goes on as it was before the savepoint; to ignore an expected error, "
+    "catch it outside the nested block, which then rolls back its savepoint"
+)
 
 _ISOLATION: dict[str, str] = {
     "read committed": "READ COMMITTED",
@@ -121,27 +139,41 @@ class Transaction:
 
     def commit(self) -> None:
         """Commit (or release the savepoint). Errors such as a serialization failure surface here
-        as nxdata errors, and the transaction is over either way."""
+        as nxdata errors, and the transaction is over either way.
+
+        If a statement of the transaction failed (even one whose error was caught), it cannot be
+        committed: it is rolled back and `TransactionError` says so; a savepoint is rolled back
+        to, which leaves the enclosing transaction usable.
+        """
         conn = self.connection
         self._done = True
+        failed = conn.pgconn.transaction_status == _INERROR
         if self._savepoint is not None:
+            if failed:
+                _rollback(conn, self._savepoint)
+                raise TransactionError(_FAILED_SAVEPOINT)
             _run(conn, f"RELEASE SAVEPOINT {self._savepoint}")
             return
         try:
+            if failed:
+                _rollback(conn, None)
+                raise TransactionError(_FAILED_TRANSACTION)
             _run(conn, "COMMIT")
         finally:
             self._db._release(conn)
 
     def rollback(self) -> None:
-        """Roll back (to the savepoint, for a nested transaction)."""
+        """Roll back (to the savepoint, for a nested transaction).
+
+        Never fails because the connection was lost: the server has ended the transaction then.
+        """
         conn = self.connection
         self._done = True
         if self._savepoint is not None:
-            _run(conn, f"ROLLBACK TO SAVEPOINT {self._savepoint}")
-            _run(conn, f"RELEASE SAVEPOINT {self._savepoint}")
+            _rollback(conn, self._savepoint)
             return
         try:
-            _run(conn, "ROLLBACK")
+            _rollback(conn, None)
         finally:
             self._db._release(conn)
 
@@ -249,6 +281,21 @@ def _finish(tx: Transaction, exc: BaseException | None) -> None:
         except Exception:  # the original error matters more than a failed rollback
             if tx._savepoint is None:
                 return
+            raise
+
+
+def _rollback(conn: psycopg.Connection[Any], savepoint: str | None) -> None:
+    """Roll back the transaction, or to the savepoint and release it; a lost connection is fine."""
+    try:
+        if savepoint is None:
+            _run(conn, "ROLLBACK")
+        else:
+            _run(conn, f"ROLLBACK TO SAVEPOINT {savepoint}")
+            _run(conn, f"RELEASE SAVEPOINT {savepoint}")
+    except DatabaseError:
+        # A closed connection has no transaction left to roll back (the server ended it with
+        # the session); the pool discards the connection when it comes back.
+        if not conn.closed:
             raise
 
 

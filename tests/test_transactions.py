@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import psycopg
 import pytest
 
@@ -168,3 +170,144 @@ def test_transaction_control_is_never_prepared(test_database_url: str, counter: 
     assert any(s.startswith("UPDATE") for s in sent)  # prepare_threshold does apply to queries
     for word in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"):
         assert not any(s.startswith(word) for s in sent), sent
+
+
+# -- a statement failed inside the transaction --------------------------------------------------
+
+
+def _count(conn: psycopg.Connection[tuple[object, ...]], table: str) -> object:
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _idle(db: Database) -> None:
+    # every pooled connection comes back idle, in autocommit, and usable
+    for _ in range(6):  # more than max_size
+        with db.transaction() as tx:
+            assert tx.connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_commit_after_a_swallowed_error_raises_instead_of_losing_data(
+    db: Database, conn: psycopg.Connection[tuple[object, ...]], schema_name: str
+) -> None:
+    from test_repository_support import create_tables, make_models
+
+    from nxdata import SoftDeletableRepository
+    from nxdata.errors import UniqueViolation
+
+    models = make_models(schema_name)
+    create_tables(conn, models)
+    items = SoftDeletableRepository(db, models.Item)
+    table = models.schema.tables["Item"].sql_name
+    with pytest.raises(TransactionError, match="rolled back") as info:
+        with db.transaction() as tx:
+            items.create({"name": "a", "code": "A"}, transaction=tx)
+            # swallowed: PostgreSQL has aborted the transaction all the same
+            with suppress(UniqueViolation):
+                items.create({"name": "b", "code": "A"}, transaction=tx)
+    assert "failed earlier" in str(info.value)
+    assert "with db.transaction() as inner:" in str(info.value)  # says how to recover
+    assert _count(conn, table) == 0
+    assert not tx.active
+    _idle(db)
+
+
+def test_handle_commit_after_a_swallowed_error_raises(
+    db: Database, conn: psycopg.Connection[tuple[object, ...]], counter: str
+) -> None:
+    tx = db.begin_transaction()
+    tx.connection.execute(f"UPDATE {counter} SET n = 1")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        tx.connection.execute(f"INSERT INTO {counter} VALUES (1, 1)")
+    with pytest.raises(TransactionError, match="failed earlier"):
+        tx.commit()
+    assert not tx.active
+    assert _n(conn, counter) == 0
+    _idle(db)
+
+
+def test_savepoint_commit_after_a_swallowed_error_rolls_back_only_the_savepoint(
+    db: Database, conn: psycopg.Connection[tuple[object, ...]], counter: str
+) -> None:
+    with db.transaction() as outer:
+        outer.connection.execute(f"UPDATE {counter} SET n = n + 1")
+        with pytest.raises(TransactionError, match="savepoint"):
+            with db.transaction() as inner:
+                inner.connection.execute(f"UPDATE {counter} SET n = n + 10")
+                with pytest.raises(psycopg.errors.UniqueViolation):
+                    inner.connection.execute(f"INSERT INTO {counter} VALUES (1, 1)")
+        assert not inner.active
+        # the outer transaction is usable again, as before the savepoint
+        outer.connection.execute(f"UPDATE {counter} SET n = n + 100")
+        sp = outer.begin_savepoint()
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            sp.connection.execute(f"INSERT INTO {counter} VALUES (1, 1)")
+        with pytest.raises(TransactionError):
+            sp.commit()
+    assert _n(conn, counter) == 101
+    _idle(db)
+
+
+def test_nested_block_is_the_way_to_survive_an_expected_error(
+    db: Database, conn: psycopg.Connection[tuple[object, ...]], counter: str
+) -> None:
+    with db.transaction() as tx:
+        tx.connection.execute(f"UPDATE {counter} SET n = 1")
+        with pytest.raises(psycopg.errors.UniqueViolation), db.transaction():
+            tx.connection.execute(f"INSERT INTO {counter} VALUES (1, 1)")
+        tx.connection.execute(f"UPDATE {counter} SET n = n + 1")
+    assert _n(conn, counter) == 2
+
+
+# -- the connection is lost in the middle of a transaction -----------------------------------------
+
+
+def _terminate(conn: psycopg.Connection[tuple[object, ...]], tx: object) -> None:
+    from nxdata.transaction import Transaction
+
+    assert isinstance(tx, Transaction)
+    row = tx.connection.execute("SELECT pg_backend_pid()").fetchone()
+    assert row is not None
+    conn.execute("SELECT pg_terminate_backend(%s, 5000)", (row[0],))
+
+
+def test_lost_connection_is_connection_failed_and_rollback_does_not_raise(
+    db: Database, conn: psycopg.Connection[tuple[object, ...]], counter: str
+) -> None:
+    from nxdata.errors import ConnectionFailed
+    from nxdata.transaction import _run
+
+    tx = db.begin_transaction()
+    tx.connection.execute(f"UPDATE {counter} SET n = 3")
+    _terminate(conn, tx)
+    with pytest.raises(ConnectionFailed) as info:
+        _run(tx.connection, "SELECT 1")
+    assert info.value.sqlstate == "57P01"
+    with pytest.raises(ConnectionFailed, match="connection is closed"):
+        _run(tx.connection, "SELECT 1")
+    tx.rollback()  # the transaction is over either way
+    assert not tx.active
+    assert _n(conn, counter) == 0
+    _idle(db)
+
+
+def test_lost_connection_in_blocks_and_at_commit(
+    db: Database, conn: psycopg.Connection[tuple[object, ...]], counter: str
+) -> None:
+    from nxdata.errors import ConnectionFailed
+
+    # the block rolls back on the user's exception without a second error from the dead connection
+    with pytest.raises(RuntimeError, match="original"), db.transaction() as tx:
+        with db.transaction() as inner:
+            _terminate(conn, tx)
+            raise RuntimeError("original")
+    assert not inner.active
+    # commit on a lost connection: ConnectionFailed, and the connection is not given back in use
+    tx = db.begin_transaction()
+    tx.connection.execute(f"UPDATE {counter} SET n = 4")
+    _terminate(conn, tx)
+    with pytest.raises(ConnectionFailed):
+        tx.commit()
+    assert _n(conn, counter) == 0
+    _idle(db)
