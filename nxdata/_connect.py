@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import psycopg
@@ -12,7 +13,7 @@ from .config import database_url, redact, validate_url
 from .errors import ConfigurationError, ConnectionFailed, PoolTimeout, map_database_error
 from .jsonb import adapters
 
-__all__ = ["PoolOptions", "connection_failed", "pool_timeout", "resolve_url"]
+__all__ = ["PoolOptions", "connection_failed", "pool_options", "pool_timeout", "resolve_url"]
 
 _TIMEZONE = re.compile(r"[A-Za-z0-9_+\-/:.]+")
 
@@ -91,6 +92,25 @@ class PoolOptions:
         return "; ".join(statements) or None
 
 
+def pool_options(options: dict[str, Any], owner: str = "Database") -> PoolOptions:
+    """`PoolOptions` from keyword arguments; `ConfigurationError` naming any unknown one.
+
+    >>> pool_options({"max_sise": 2})  # ConfigurationError: unknown option 'max_sise' for
+    ...                                # Database (did you mean 'max_size'?); valid options: ...
+    """
+    valid = [f.name for f in fields(PoolOptions)]
+    unknown = [key for key in options if key not in valid]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, [*valid, "name"], n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigurationError(
+            f"unknown option {key!r} for {owner}{guess}; valid options: "
+            f"{', '.join(['name', *valid])}"
+        )
+    return PoolOptions(**options)
+
+
 def resolve_url(url: str | None) -> str:
     """The explicit URL or the one from the environment; `ConfigurationError` if neither."""
     found = database_url(url)
@@ -103,9 +123,29 @@ def resolve_url(url: str | None) -> str:
 
 
 def connection_failed(url: str, exc: BaseException) -> ConnectionFailed:
-    """A `ConnectionFailed` naming the (redacted) URL and the server's reason."""
-    reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return ConnectionFailed(f"cannot connect to {redact(url)}: {reason}", original=exc)
+    """A `ConnectionFailed` naming the (redacted) URL and the server's reason, on one line."""
+    return ConnectionFailed(f"cannot connect to {redact(url)}: {_reason(exc)}", original=exc)
+
+
+def _reason(exc: BaseException) -> str:
+    # libpq reports 'connection to server at "h", port 1 failed: Connection refused' and then,
+    # tab-indented, a hint ("Is the server running on that host..."); with several addresses
+    # (localhost: ::1 and 127.0.0.1) a summary of every attempt follows. Keep the first failure
+    # and its hint: one line, for logs and the CLI.
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    first = " ".join(lines[0].split())  # libpq writes "FATAL:  role ..."
+    for prefix in ("connection failed: ", "connection is bad: "):  # psycopg's, said already
+        first = first.removeprefix(prefix)
+    hints = []
+    for line in lines[1:]:
+        if not line.startswith(("\t", " ")):
+            break
+        hints.append(line.strip())
+    if not hints:
+        return first
+    return " ".join([first.rstrip(".") + ".", *hints])
 
 
 def pool_timeout(name: str, options: PoolOptions, exc: BaseException) -> PoolTimeout:

@@ -26,13 +26,21 @@ def database_url(explicit: str | None = None) -> str | None:
     return None
 
 
+_EXPECTED = "expected a postgresql:// (or postgres://) URL or a libpq key=value string"
+
+
 def validate_url(url: str) -> str:
     """Check that `url` parses as a libpq connection string or URI; `ConfigurationError` if not."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*)://", url)
+    if scheme and scheme.group(1) not in ("postgresql", "postgres"):  # as libpq: lower case
+        # libpq would read it as key=value pairs and complain about a missing "="
+        raise ConfigurationError(f"invalid database URL {redact(url)!r}: {_EXPECTED}")
     try:
         params = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError as exc:
         reason = str(exc).strip().splitlines()[0]
-        raise ConfigurationError(f"invalid database URL {redact(url)!r}: {reason}") from None
+        hint = "" if scheme else f" ({_EXPECTED})"
+        raise ConfigurationError(f"invalid database URL {redact(url)!r}: {reason}{hint}") from None
     port = str(params.get("port") or "")
     if port and not all(p.strip().isdigit() for p in port.split(",")):
         # libpq only notices at connect time, with a less helpful message

@@ -11,13 +11,14 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from ._connect import PoolOptions, connection_failed, pool_timeout, resolve_url
+from ._connect import connection_failed, pool_options, pool_timeout, resolve_url
 from .config import database_url, redact
 from .embedded import EmbeddedPostgres
-from .errors import map_database_error
+from .errors import DatabaseClosed, TransactionError, map_database_error
 from .transaction import Transaction, TransactionBlock, begin
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+_INERROR = psycopg.pq.TransactionStatus.INERROR
 
 __all__ = ["Database"]
 
@@ -37,9 +38,10 @@ class Database:
     def __init__(self, url: str | None = None, *, name: str = "nxdata", **options: Any) -> None:
         self.url = resolve_url(url)
         self.name = name
-        self.options = PoolOptions(**options)
+        self.options = pool_options(options, type(self).__name__)
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._embedded: EmbeddedPostgres | None = None
+        self._closed = False  # close() was called: no more lazy opening
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -93,10 +95,15 @@ class Database:
             pool.close()
             raise connection_failed(self.url, exc) from exc
         self._pool = pool
+        self._closed = False
         return self
 
     def close(self) -> None:
-        """Close the pool (waiting for connections in use) and stop an embedded server."""
+        """Close the pool (waiting for connections in use) and stop an embedded server.
+
+        Using the database afterwards raises `DatabaseClosed`; ``open()`` opens it again.
+        """
+        self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.close()
@@ -116,8 +123,12 @@ class Database:
 
     @property
     def pool(self) -> psycopg_pool.ConnectionPool[Any]:
-        """The underlying psycopg pool (opened on first use)."""
+        """The underlying psycopg pool (opened on first use; `DatabaseClosed` after ``close()``)."""
         if self._pool is None:
+            if self._closed:
+                raise DatabaseClosed(
+                    f"{self!r} was closed: call open() (or enter `with db:`) to use it again"
+                )
             self.open()
         assert self._pool is not None
         return self._pool
@@ -128,15 +139,17 @@ class Database:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow a connection: committed when the block ends, rolled back if it raises.
 
-        Raises `PoolTimeout` when none becomes free within the pool timeout.
+        Raises `PoolTimeout` when none becomes free within the pool timeout. An error at COMMIT
+        (a deferred constraint, a serialization failure) is an nxdata error; so is committing
+        after a statement failed in the block (`TransactionError`: it is rolled back instead).
         """
         conn = self._acquire()
         try:
             conn.autocommit = False
-            with conn:  # commits, or rolls back on an exception; a pooled connection stays open
-                yield conn
+            yield conn
+            _commit(conn)
         finally:
-            self._release(conn)
+            self._release(conn)  # rolls back what an exception left open
 
     # -- the connection choice and transactions --------------------------------------------------
 
@@ -218,6 +231,23 @@ class Database:
             except psycopg.Error as exc:
                 raise map_database_error(exc) from exc
         return None if row is None else row[0]
+
+
+def _commit(conn: psycopg.Connection[Any]) -> None:
+    # COMMIT after a failed statement is answered with ROLLBACK, silently: say so instead.
+    if conn.pgconn.transaction_status == _INERROR:
+        raise TransactionError(_FAILED)  # the caller's _release rolls back
+    try:
+        conn.commit()
+    except psycopg.Error as exc:
+        raise map_database_error(exc) from exc
+
+
+_FAILED = (
+    "the transaction was rolled back, not committed: a statement in it failed earlier, and "
+    "PostgreSQL ignores everything after an error until the transaction ends. To go on after an "
+    "error you expect, run the statement that may fail in `with conn.transaction():` (a savepoint)"
+)
 
 
 def _run_setup(conn: psycopg.Connection[Any], sql: str) -> None:

@@ -11,13 +11,14 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
-from ._connect import PoolOptions, connection_failed, pool_timeout, resolve_url
+from ._connect import connection_failed, pool_options, pool_timeout, resolve_url
 from .config import database_url, redact
 from .embedded import EmbeddedPostgres
-from .errors import map_database_error
+from .errors import DatabaseClosed, TransactionError, map_database_error
 from .transaction_async import AsyncTransaction, AsyncTransactionBlock, begin
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+_INERROR = psycopg.pq.TransactionStatus.INERROR
 
 __all__ = ["AsyncDatabase"]
 
@@ -33,9 +34,10 @@ class AsyncDatabase:
     def __init__(self, url: str | None = None, *, name: str = "nxdata-async", **options: Any):
         self.url = resolve_url(url)
         self.name = name
-        self.options = PoolOptions(**options)
+        self.options = pool_options(options, type(self).__name__)
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._embedded: EmbeddedPostgres | None = None
+        self._closed = False  # close() was called: no more lazy opening
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -93,10 +95,15 @@ class AsyncDatabase:
             await pool.close()
             raise connection_failed(self.url, exc) from exc
         self._pool = pool
+        self._closed = False
         return self
 
     async def close(self) -> None:
-        """Close the pool (waiting for connections in use) and stop an embedded server."""
+        """Close the pool (waiting for connections in use) and stop an embedded server.
+
+        Using the database afterwards raises `DatabaseClosed`; ``open()`` opens it again.
+        """
+        self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -115,8 +122,12 @@ class AsyncDatabase:
         await self.close()
 
     async def get_pool(self) -> psycopg_pool.AsyncConnectionPool[Any]:
-        """The underlying psycopg pool (opened on first use)."""
+        """The underlying psycopg pool (opened on first use; `DatabaseClosed` after ``close()``)."""
         if self._pool is None:
+            if self._closed:
+                raise DatabaseClosed(
+                    f"{self!r} was closed: call open() (or enter `async with db:`) to use it again"
+                )
             await self.open()
         assert self._pool is not None
         return self._pool
@@ -125,15 +136,17 @@ class AsyncDatabase:
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """Borrow a connection: committed when the block ends, rolled back if it raises.
 
-        Raises `PoolTimeout` when none becomes free within the pool timeout.
+        Raises `PoolTimeout` when none becomes free within the pool timeout. An error at COMMIT
+        (a deferred constraint, a serialization failure) is an nxdata error; so is committing
+        after a statement failed in the block (`TransactionError`: it is rolled back instead).
         """
         conn = await self._acquire()
         try:
             await conn.set_autocommit(False)
-            async with conn:  # commits, or rolls back on an exception; stays open (pooled)
-                yield conn
+            yield conn
+            await _commit(conn)
         finally:
-            await self._release(conn)
+            await self._release(conn)  # rolls back what an exception left open
 
     # -- the connection choice and transactions --------------------------------------------------
 
@@ -215,3 +228,21 @@ class AsyncDatabase:
             except psycopg.Error as exc:
                 raise map_database_error(exc) from exc
         return None if row is None else row[0]
+
+
+async def _commit(conn: psycopg.AsyncConnection[Any]) -> None:
+    # COMMIT after a failed statement is answered with ROLLBACK, silently: say so instead.
+    if conn.pgconn.transaction_status == _INERROR:
+        raise TransactionError(_FAILED)  # the caller's _release rolls back
+    try:
+        await conn.commit()
+    except psycopg.Error as exc:
+        raise map_database_error(exc) from exc
+
+
+_FAILED = (
+    "the transaction was rolled back, not committed: a statement in it failed earlier, and "
+    "PostgreSQL ignores everything after an error until the transaction ends. To go on after an "
+    "error you expect, run the statement that may fail in `async with conn.transaction():` "
+    "(a savepoint)"
+)
