@@ -264,16 +264,31 @@ def _cmd_migrate(run: _Runner) -> int:
 
 def _cmd_check(run: _Runner) -> int:
     from .migrations.generate import check_drift
+    from .migrations.runner import pending_files
 
     models = run.models()
+    scope = run.scope()
     with run.url() as url:
-        drift = check_drift(url, models, run.scope())
+        drift = check_drift(url, models, scope)
+        selected = [s.name for s in models.select(scope)]
+        pending = pending_files(url, run.settings.migrations_dir, selected)
         where = redact(url)
+    # Pending files usually explain the drift: say so, or the fix looks like a new diff.
+    note = ""
+    if pending:
+        keys = [f.key for files in pending.values() for f in files]
+        plural = "s" if len(keys) != 1 else ""
+        note = (
+            f"; {len(keys)} pending file{plural} would be applied by nxdata migrate "
+            f"({', '.join(keys)})"
+        )
     if not drift:
-        run.say(f"ok: {where} matches the declarations")
+        run.say(f"ok: {where} matches the declarations{note}")
         return EXIT_OK
     names = ", ".join(d.schema for d in drift)
-    print(f"nxdata check: drift in {names}; the statements that would fix it:", file=run.err)
+    print(
+        f"nxdata check: drift in {names}{note}; the statements that would fix it:", file=run.err
+    )
     for diff in drift:
         run.say(f"-- schema {diff.schema}")
         run.say(diff.sql)

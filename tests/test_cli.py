@@ -247,3 +247,45 @@ def test_misnamed_file_stops_status_and_migrate(
         code, _, err = call(*command, *where)
         _one_line_error(code, err, name, "expected NNNN_label.sql, e.g. 0007_add_index.sql")
     assert query(fresh_database_url, "SELECT to_regnamespace('shop')") == [(None,)]
+
+
+def test_diff_refuses_while_files_are_pending(
+    fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NXDATA_DATABASE_URL", fresh_database_url)
+    monkeypatch.chdir(tmp_path)
+    common = ["--models", SHOP, "--migrations-dir", "migrations"]
+    assert call("diff", "--all", "--name", "init", *common)[0] == 0
+
+    # A second diff before migrate would write the same changes again.
+    for extra in ([], ["--dry-run"]):
+        code, out, err = call("diff", "--all", "--name", "again", *extra, *common)
+        _one_line_error(
+            code,
+            err,
+            "nxdata diff: error: mt_catalog has 1 pending file (0001_init), "
+            "mt_sales has 1 pending file (0001_init): run `nxdata migrate` first",
+        )
+        assert out == ""
+    assert sorted(p.name for p in (tmp_path / "migrations/mt_sales").iterdir()) == ["0001_init.sql"]
+    code, _, err = call("check", "--all", *common)
+    assert code == 1
+    assert "2 pending files would be applied by nxdata migrate" in err
+    assert "mt_catalog/0001_init, mt_sales/0001_init" in err
+
+    assert call("migrate", "--all", *common)[0] == 0
+    # A colleague's migration, pulled but not applied yet.
+    (tmp_path / "migrations/mt_sales/0002_carrier.sql").write_text(
+        'ALTER TABLE mt_sales."Order" ADD COLUMN carrier text;\n'
+    )
+    code, _, err = call("diff", "--schema", "mt_sales", *common)
+    _one_line_error(
+        code, err, "mt_sales has 1 pending file (0002_carrier): run `nxdata migrate` first"
+    )
+    assert not (tmp_path / "migrations/mt_sales/0003_").exists()
+    assert len(list((tmp_path / "migrations/mt_sales").iterdir())) == 2
+    code, out, _ = call("diff", "--schema", "mt_catalog", *common)  # other schemas: not blocked
+    assert code == 0 and "no changes" in out
+    code, out, err = call("check", "--all", *common)
+    assert code == 0 and out.startswith("ok: ")  # the schema matches; the file is still news
+    assert "1 pending file would be applied by nxdata migrate (mt_sales/0002_carrier)" in out

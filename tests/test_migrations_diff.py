@@ -119,6 +119,7 @@ def test_numbering_continues_after_existing_files(fresh_database_url: str, workd
     folder = workdir / "migrations/mx"
     folder.mkdir()
     (folder / "0007_old.sql").write_text("SELECT 1;\n")
+    migrate(fresh_database_url, workdir / "migrations")  # a pending file would stop the diff
     [text] = generate(fresh_database_url, workdir, models_source(), "Next One!")
     assert (folder / "0008_next_one.sql").read_text() == text
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..ddl import create_statements
-from ..errors import UnsafeMigrationError
+from ..errors import MigrationError, UnsafeMigrationError
 from .differ import SchemaDiff, diff_databases
 from .discovery import Models
 from .files import MigrationFile, default_label, list_files, next_file, slugify
+from .runner import pending_files, pending_summary
 from .throwaway import THROWAWAY_PREFIX, throwaway_database
 
 __all__ = ["GeneratedFile", "check_drift", "diff_models", "generate_migrations", "render"]
@@ -80,10 +81,17 @@ def generate_migrations(
     """Diff the database against the declarations and write one file per changed schema.
 
     Raises `UnsafeMigrationError` (writing nothing) when a statement loses data and `unsafe` is
-    false. With `dry_run` the files are returned but not written. An unchanged database gives [].
+    false, and `MigrationError` when the database has pending files for these schemas. With
+    `dry_run` the files are returned but not written. An unchanged database gives [].
 
     >>> generate_migrations(url, load_models("schema"), Path("migrations"), label="add status")
     """
+    # A diff against a database that lacks a pending file would write that file's changes again:
+    # the duplicate then fails on migrate ("column already exists").
+    names = [s.name for s in models.select(list(schemas) if schemas is not None else None)]
+    pending = pending_files(url, root, names)
+    if pending:
+        raise MigrationError(f"{pending_summary(pending)}: run `nxdata migrate` first")
     diffs = [d for d in diff_models(url, models, schemas, throwaway_prefix=throwaway_prefix) if d]
     dangerous = [u for d in diffs for u in d.unsafe]
     if dangerous and not unsafe:

@@ -38,6 +38,8 @@ __all__ = [
     "Step",
     "migrate",
     "order_pending",
+    "pending_files",
+    "pending_summary",
     "schema_folders",
     "status",
 ]
@@ -184,6 +186,31 @@ def status(
         missing = [e for e in applied.values() if e.key not in keys]
         out.append(SchemaStatus(schema, rows, missing))
     return out
+
+
+def pending_files(
+    target: Database | str, root: Path, schemas: Sequence[str]
+) -> dict[str, list[MigrationFile]]:
+    """The files of `schemas` not yet in the target's journal, per schema (only schemas that have
+    some); a schema without a folder has none."""
+    with connect(_url(target)) as conn:
+        applied = {e.key for e in read_journal(conn) if e.kind == "sql"}
+    out: dict[str, list[MigrationFile]] = {}
+    for schema in schemas:
+        files = [f for f in list_files(root, schema) if f.key not in applied]
+        if files:
+            out[schema] = files
+    return out
+
+
+def pending_summary(pending: dict[str, list[MigrationFile]]) -> str:
+    """``shop has 1 pending file (0005_carrier)``, joined with ``, `` for several schemas."""
+    parts = []
+    for schema, files in pending.items():
+        plural = "s" if len(files) != 1 else ""
+        names = ", ".join(f.name for f in files)
+        parts.append(f"{schema} has {len(files)} pending file{plural} ({names})")
+    return ", ".join(parts)
 
 
 def _line_of(text: str, exc: psycopg.Error) -> str:
