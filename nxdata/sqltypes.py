@@ -1,7 +1,8 @@
 """Python annotations → PostgreSQL column types.
 
 ``resolve(annotation)`` strips ``Annotated`` and ``| None`` and tells the SQL type, whether the
-column is nullable, how values come back (``kind``) and the Python type to decode them into.
+column is nullable, how values come back (``kind``) and the Python type to decode them into;
+``bounded(python_type, sql_type)`` is the type input is validated against (ints within range).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import msgspec
 
 from .columns import Column
 
-__all__ = ["ColumnKind", "ResolvedType", "resolve"]
+__all__ = ["ColumnKind", "ResolvedType", "bounded", "resolve"]
 
 ColumnKind = Literal["scalar", "json", "enum", "array"]
 
@@ -147,3 +148,47 @@ def resolve(annotation: Any) -> ResolvedType:
         return ResolvedType(override or "jsonb", nullable, "json", tp, column)
 
     raise TypeError(f"no PostgreSQL type for annotation {annotation!r}")
+
+
+# Bits of each SQL integer type. Input outside the range is refused by validation, naming the
+# field, rather than by the server ("integer out of range", no field).
+_INT_BITS = {
+    "smallint": 16,
+    "int2": 16,
+    "smallserial": 16,
+    "integer": 32,
+    "int": 32,
+    "int4": 32,
+    "serial": 32,
+    "bigint": 64,
+    "int8": 64,
+    "bigserial": 64,
+}
+_BOUNDED_INT: dict[int, Any] = {
+    bits: Annotated[int, msgspec.Meta(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
+    for bits in set(_INT_BITS.values())
+}
+
+
+def bounded(python_type: Any, sql_type: str) -> Any:
+    """The type input for a column is validated against: `python_type`, with an ``int`` (or the
+    items of a ``list[int]`` array) bounded by the range of its SQL integer type.
+
+    >>> bounded(int, "smallint")
+    typing.Annotated[int, msgspec.Meta(ge=-32768, le=32767)]
+
+    Other types come back unchanged. Only for input: rows read back need no check.
+    """
+    element, bracket, _ = sql_type.lower().partition("[")
+    bits = _INT_BITS.get(element.strip())
+    if bits is None:
+        return python_type
+    if python_type is int and not bracket:
+        return _BOUNDED_INT[bits]
+    if bracket and get_origin(python_type) is list:
+        (item,) = get_args(python_type) or (Any,)
+        if item is int:
+            return list[_BOUNDED_INT[bits]]  # type: ignore[valid-type]
+        if item == int | None:
+            return list[_BOUNDED_INT[bits] | None]  # type: ignore[valid-type]
+    return python_type  # anything less simple (markers of its own, unions) is left as declared

@@ -26,6 +26,7 @@ The decorator returns the class unchanged; the table's metadata hangs off it (``
 
 from __future__ import annotations
 
+import difflib
 import re
 import typing
 import weakref
@@ -37,7 +38,7 @@ import msgspec
 
 from .columns import Column
 from .errors import DeclarationError, ValidationError
-from .sqltypes import ColumnKind, resolve
+from .sqltypes import ColumnKind, bounded, resolve
 
 __all__ = [
     "Check",
@@ -337,6 +338,9 @@ class Table(Generic[T]):
     - ``insert_type``: server-defaulted, identity and nullable columns optional (``UNSET`` =
       "let the server decide"), Python defaults filled in; unknown fields rejected;
     - ``update_type``: every changeable column optional, ``UNSET`` meaning "leave it".
+
+    In both, integers are bounded by their SQL type (``smallint``, ``integer``, ``bigint``), so
+    an out-of-range value is a `ValidationError` naming the field, not a server error.
     """
 
     def __init__(
@@ -563,7 +567,7 @@ class Table(Generic[T]):
         for c in self.columns:
             if c.identity == "always":
                 continue
-            tp = c.python_type | None if c.nullable and c.python_type is not Any else c.python_type
+            tp = _input_type(c)
             if c.default is not msgspec.NODEFAULT:
                 fields.append((c.field, tp, c.default))
             elif c.default_factory is not None:
@@ -585,7 +589,7 @@ class Table(Generic[T]):
     def _derive_update_type(self) -> type[msgspec.Struct]:
         fields = []
         for c in self.updatable_columns:
-            tp = c.python_type | None if c.nullable and c.python_type is not Any else c.python_type
+            tp = _input_type(c)
             fields.append((c.field, tp | msgspec.UnsetType, msgspec.UNSET))
         return msgspec.defstruct(
             f"{self.row_type.__name__}Update",
@@ -608,40 +612,108 @@ class Table(Generic[T]):
         self, data: Mapping[str, Any] | msgspec.Struct | bytes | str
     ) -> msgspec.Struct:
         """Validate untrusted data against the insert type; `ValidationError` names the field."""
-        return _convert(data, self.insert_type, self.qualified_name)
+        return self._convert(data, self.insert_type, "insert")
 
     def validate_update(
         self, data: Mapping[str, Any] | msgspec.Struct | bytes | str
     ) -> msgspec.Struct:
         """Validate a partial update; omitted fields stay ``UNSET`` ("leave it")."""
-        return _convert(data, self.update_type, self.qualified_name)
+        return self._convert(data, self.update_type, "update")
 
     def validate_row(self, data: Mapping[str, Any] | msgspec.Struct | bytes | str) -> T:
         """Validate a full row against the row type."""
-        return _convert(data, self.row_type, self.qualified_name)  # type: ignore[return-value]
+        return self._convert(data, self.row_type, "row")  # type: ignore[return-value]
+
+    def _convert(self, data: Any, target: type[msgspec.Struct], kind: _Kind) -> msgspec.Struct:
+        try:
+            if isinstance(data, bytes | bytearray | memoryview | str):
+                return msgspec.json.decode(data, type=target)
+            if isinstance(data, msgspec.Struct):
+                data = {
+                    f: getattr(data, f)
+                    for f in data.__struct_fields__
+                    if getattr(data, f) is not msgspec.UNSET
+                }
+            return msgspec.convert(data, target)
+        except msgspec.ValidationError as exc:
+            raise self.validation_error(str(exc), kind) from exc
+        except msgspec.DecodeError as exc:
+            raise ValidationError(f"malformed JSON: {exc}", table=self.qualified_name) from exc
+
+    def validation_error(
+        self, message: str, kind: Literal["insert", "update", "row"] = "insert"
+    ) -> ValidationError:
+        """msgspec's `message` about `kind` data (``insert``, ``update`` or ``row``) of this table
+        as a `ValidationError` naming the column: the first key of the path (``$.meta.tier`` →
+        ``meta``; ``$[41].price`` → ``price`` for a list of rows), else the field the object at
+        the root lacks or has in excess. A column that exists but cannot be set here is said so
+        (``field `id` cannot be updated (primary key)``) instead of being called unknown.
+
+        >>> table.validation_error("Expected `int`, got `str` - at `$[41].qty`").field
+        'qty'
+        """
+        reason, path = _split_path(message)
+        head = _PATH_HEAD.match(path or "")
+        if head is not None and head.group(1):
+            return ValidationError(message, table=self.qualified_name, field=head.group(1))
+        root = _ROOT_FIELD.fullmatch(reason)
+        if root is None:
+            return ValidationError(message, table=self.qualified_name)
+        field = root.group(2)
+        if root.group(1) == "contains unknown":
+            reason = self._not_settable(field, kind)
+            message = reason if path is None else f"{reason} - at `${path}`"
+        return ValidationError(message, table=self.qualified_name, field=field)
+
+    def _not_settable(self, name: str, kind: _Kind) -> str:
+        """Why `name` is refused in `kind` data: a column that cannot be set there, or unknown
+        (with the nearest field when one is close)."""
+        target = self.insert_type if kind == "insert" else self.update_type
+        fields: tuple[str, ...] = (self.row_type if kind == "row" else target).__struct_fields__
+        column = self.by_field.get(name) or self.by_name.get(name)
+        if column is not None and column.field not in fields:
+            if kind == "insert":  # only identity-always columns are left out of inserts
+                generated = f"generated (identity {column.identity})"
+                return f"field `{name}` is {generated} and cannot be inserted"
+            if column.primary_key:
+                why = "primary key"
+            elif column.identity:
+                why = f"identity {column.identity}"
+            elif column.options.immutable:
+                why = "immutable"
+            elif column.options.on_update:
+                why = f"set to {column.options.on_update} by every update"
+            else:
+                why = "not updatable"
+            return f"field `{name}` cannot be updated ({why})"
+        unknown = f"Object contains unknown field `{name}`"
+        if column is not None:  # the SQL name of a column whose field is spelled otherwise
+            return f"{unknown} (did you mean `{column.field}`?)"
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.7)
+        return f"{unknown} (did you mean `{close[0]}`?)" if close else unknown
 
 
-_FIELD_IN_MESSAGE = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)|field `([A-Za-z_][A-Za-z0-9_]*)`")
+_Kind = Literal["insert", "update", "row"]
+# msgspec's messages: "<reason> - at `$<path>`", the path left out at the root.
+_AT = " - at `$"
+_PATH_HEAD = re.compile(r"(?:\[\d+\])?(?:\.([^\W\d]\w*))?")  # [row of a list].column
+_ROOT_FIELD = re.compile(r"Object (missing required|contains unknown) field `(.*)`", re.DOTALL)
 
 
-def _convert(data: Any, target: type[msgspec.Struct], table: str) -> msgspec.Struct:
-    try:
-        if isinstance(data, bytes | bytearray | memoryview | str):
-            return msgspec.json.decode(data, type=target)
-        if isinstance(data, msgspec.Struct):
-            data = {
-                f: getattr(data, f)
-                for f in data.__struct_fields__
-                if getattr(data, f) is not msgspec.UNSET
-            }
-        return msgspec.convert(data, target)
-    except msgspec.ValidationError as exc:
-        message = str(exc)
-        match = _FIELD_IN_MESSAGE.search(message)
-        field_name = next((g for g in match.groups() if g), None) if match else None
-        raise ValidationError(message, table=table, field=field_name) from exc
-    except msgspec.DecodeError as exc:
-        raise ValidationError(f"malformed JSON: {exc}", table=table) from exc
+def _split_path(message: str) -> tuple[str, str | None]:
+    """msgspec's message → (reason, path after ``$``), the path None when the error is at the
+    root. The last " - at `$" is the path's: a reason may quote a key containing anything."""
+    reason, at, path = message.rpartition(_AT)
+    if not at or not path.endswith("`") or path[:1] not in (".", "["):
+        return message, None  # msgspec leaves the root out: "`$`" is a quoted key's
+    return reason, path[:-1]
+
+
+def _input_type(column: ColumnDef) -> Any:
+    """The type an insert or update value of `column` is validated against: ints bounded by
+    their SQL type, ``| None`` when nullable."""
+    tp = bounded(column.python_type, column.sql_type)
+    return tp | None if column.nullable and tp is not Any else tp
 
 
 def _resolve_table_ref(ref: Any, source: Table[Any]) -> Table[Any]:

@@ -13,6 +13,7 @@ import pytest
 
 import nxdata as nx
 from nxdata.errors import DeclarationError, ValidationError
+from nxdata.sqltypes import bounded
 
 
 class Plan(msgspec.Struct):
@@ -389,12 +390,13 @@ def test_validation_errors_name_field_and_reason() -> None:
         plan: Plan
 
     t = nx.table_of(Account)
-    cases = [
+    cases: list[tuple[dict[str, Any], str | None, str | None]] = [
         ({"email": 1, "balance": "1", "plan": {"tier": "x"}}, "email", "Expected `str`, got `int`"),
         ({"email": "a", "plan": {"tier": "x"}}, "balance", "missing required field `balance`"),
         ({"email": "a", "balance": "x", "plan": {"tier": "x"}}, "balance", "Invalid decimal"),
         ({"email": "a", "balance": "1", "plan": {"tier": 3}}, "plan", "Expected `str`"),
-        ({"email": "a", "balance": "1", "plan": {}, "x": 1}, None, None),
+        ({"email": "a", "balance": "1", "plan": {}}, "plan", "field `tier` - at `$.plan`"),
+        ({"email": "a", "balance": "1", "plan": {"tier": "x"}, "x": 1}, "x", "unknown field `x`"),
     ]
     for data, field, reason in cases:
         with pytest.raises(ValidationError) as info:
@@ -403,7 +405,9 @@ def test_validation_errors_name_field_and_reason() -> None:
         if field is not None:
             assert info.value.field == field
             assert reason is not None and reason in info.value.reason
-    with pytest.raises(ValidationError, match="unknown field `created_at`") as info:
+    with pytest.raises(
+        ValidationError, match=r"`created_at` cannot be updated \(immutable\)"
+    ) as info:
         t.validate_update({"created_at": "2020-01-01T00:00:00Z"})
     assert info.value.field == "created_at"
     with pytest.raises(ValidationError, match="malformed JSON"):
@@ -412,6 +416,50 @@ def test_validation_errors_name_field_and_reason() -> None:
     assert ok.plan == Plan("pro")  # type: ignore[attr-defined]
     with pytest.raises(ValidationError, match="Expected `object`, got `array`"):
         t.validate_insert([1, 2])  # type: ignore[arg-type]
+
+
+def test_input_types_bound_integers_by_their_sql_type() -> None:
+    small, regular, big = (
+        Annotated[int, msgspec.Meta(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
+        for bits in (16, 32, 64)
+    )
+    assert bounded(int, "integer") == regular and bounded(int, "INT4") == regular
+    assert bounded(int, "smallint") == small and bounded(int, "bigint") == big
+    assert bounded(list[int], "integer[]") == list[regular]  # type: ignore[valid-type]
+    assert bounded(list[int | None], "int8[]") == list[big | None]  # type: ignore[valid-type]
+    positive = list[Annotated[int, msgspec.Meta(ge=0)]]
+    for python_type, sql_type in [
+        (int, "numeric(30)"),  # not a SQL integer: no bound of ours
+        (bool, "boolean"),
+        (Level, "integer"),  # an enum's values are its bounds
+        (Literal[1, 2], "integer"),
+        (positive, "integer[]"),  # markers of its own: left as declared
+        (dict[str, int], "jsonb"),
+    ]:
+        assert bounded(python_type, sql_type) == python_type
+
+    s = nx.Schema("bounded")
+
+    @s.table("Tally")
+    class Tally(nx.IntIdColumns):
+        small: nx.SmallInt
+        count: int
+        total: nx.BigInt | None
+        level: Level = Level.LOW
+
+    t = nx.table_of(Tally)
+    hints = msgspec.structs.fields(t.insert_type)
+    assert [(f.name, f.type) for f in hints] == [
+        ("small", small),
+        ("count", regular),
+        ("total", big | None),
+        ("level", Level),
+    ]
+    assert msgspec.structs.fields(t.update_type)[1].type == regular | msgspec.UnsetType
+    assert msgspec.structs.fields(t.row_type)[2].type is int  # rows read back are not checked
+    with pytest.raises(ValidationError, match="<= 32767") as info:
+        t.validate_insert({"small": 2**15, "count": 1, "total": None})
+    assert info.value.field == "small"
 
 
 def test_table_of_rejects_undeclared_struct() -> None:
