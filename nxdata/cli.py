@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
 from .config import database_url, redact, validate_url
@@ -40,6 +43,35 @@ EXIT_ERROR = 1
 EXIT_DRIFT = 1
 """``check`` found differences (and ``diff`` refused destructive statements)."""
 EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT); SIGTERM gives 143, as shells report a process killed by it."""
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so cleanup (``finally`` blocks) runs as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # A second SIGTERM must not interrupt the cleanup the first one started (dropping the
+    # throwaway database); SIGKILL remains for the impatient.
+    signal.signal(signum, signal.SIG_IGN)
+    raise _Terminated(signum)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises `_Terminated` (a KeyboardInterrupt) in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -286,9 +318,7 @@ def _cmd_check(run: _Runner) -> int:
         run.say(f"ok: {where} matches the declarations{note}")
         return EXIT_OK
     names = ", ".join(d.schema for d in drift)
-    print(
-        f"nxdata check: drift in {names}{note}; the statements that would fix it:", file=run.err
-    )
+    print(f"nxdata check: drift in {names}{note}; the statements that would fix it:", file=run.err)
     for diff in drift:
         run.say(f"-- schema {diff.schema}")
         run.say(diff.sql)
@@ -369,13 +399,17 @@ def main(
     err = err or sys.stderr
     args = build_parser().parse_args(argv)
     try:
-        run = _Runner(args, out, err)
-        return _COMMANDS[args.command](run)
+        with _sigterm_as_interrupt():
+            run = _Runner(args, out, err)
+            return _COMMANDS[args.command](run)
     except NxdataError as exc:
         if os.environ.get("NXDATA_DEBUG"):
             raise
         print(f"nxdata {args.command}: error: {exc}", file=err)
         return EXIT_ERROR
+    except _Terminated as exc:
+        print(f"nxdata {args.command}: terminated", file=err)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"nxdata {args.command}: interrupted", file=err)
         return EXIT_INTERRUPTED

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -289,3 +291,66 @@ def test_diff_refuses_while_files_are_pending(
     code, out, err = call("check", "--all", *common)
     assert code == 0 and out.startswith("ok: ")  # the schema matches; the file is still news
     assert "1 pending file would be applied by nxdata migrate (mt_sales/0002_carrier)" in out
+
+
+# Holds the diff at a known point: the throwaway database exists and a query runs in it.
+_SLOW_DIFF = """
+import sys, psycopg
+import nxdata.migrations.generate as generate
+real = generate.diff_databases
+def slow(target_url, declared_url, schemas):
+    with psycopg.connect(declared_url) as conn:
+        conn.execute("SELECT pg_sleep(60)")
+    return real(target_url, declared_url, schemas)
+generate.diff_databases = slow
+from nxdata.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_during_diff_drops_the_throwaway_database(
+    fresh_database_url: str, admin_url: str, tmp_path: Path
+) -> None:
+    from nxdata.migrations.throwaway import THROWAWAY_PREFIX
+    from tests.conftest import drop_database
+    from tests.migration_models.helpers import databases
+
+    env = {k: v for k, v in os.environ.items() if k not in ("NXDATA_DATABASE_URL", "DATABASE_URL")}
+    env["PYTHONPATH"] = str(ROOT)
+    child = subprocess.Popen(
+        [
+            *(sys.executable, "-c", _SLOW_DIFF, "diff", "--all", "--models", SHOP),
+            *("--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    prefix = f"{THROWAWAY_PREFIX}_{child.pid}_"
+    try:
+        deadline = time.monotonic() + 60
+        while not databases(admin_url, prefix) and child.poll() is None:
+            assert time.monotonic() < deadline, "the throwaway database never appeared"
+            time.sleep(0.05)
+        assert child.poll() is None, child.communicate()
+        # Wait until the slow query runs in it, so the signal lands mid-diff.
+        while not query(
+            admin_url,
+            "SELECT 1 FROM pg_stat_activity WHERE datname LIKE %s AND query LIKE %s",
+            [prefix + "%", "SELECT pg_sleep%"],
+        ):
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+        assert child.returncode == 143, err
+        assert err.strip() == "nxdata diff: terminated"
+        assert databases(admin_url, prefix) == []
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for name in databases(admin_url, prefix):
+            drop_database(admin_url, name)

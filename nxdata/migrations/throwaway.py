@@ -52,15 +52,19 @@ def throwaway_database(
     ...     ...
     """
     name = f"{prefix}_{os.getpid()}_{secrets.token_hex(4)}"
-    with connect(url) as conn:
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.Error as exc:
-            raise MigrationError(
-                f"cannot create the throwaway database {name}: {_first_line(exc)} "
-                "(the role needs CREATEDB)"
-            ) from None
+    attempted = False
     try:
+        with connect(url) as conn:
+            # Set before the CREATE: an interrupt can land after the server created the database
+            # but before execute() returns, and the drop (IF EXISTS) is harmless otherwise.
+            attempted = True
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            except psycopg.Error as exc:
+                raise MigrationError(
+                    f"cannot create the throwaway database {name}: {_first_line(exc)} "
+                    "(the role needs CREATEDB)"
+                ) from None
         declared_url = make_conninfo(url, dbname=name)
         with connect(declared_url, autocommit=False) as conn:
             for statement in statements:
@@ -74,8 +78,10 @@ def throwaway_database(
             conn.commit()
         yield declared_url
     finally:
-        # Also on KeyboardInterrupt: a finally block runs for BaseException too.
-        _drop(url, name)
+        # Also on KeyboardInterrupt (and SIGTERM, which the CLI turns into one): a finally block
+        # runs for BaseException too.
+        if attempted:
+            _drop(url, name)
 
 
 def _first_line(exc: BaseException) -> str:
