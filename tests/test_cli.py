@@ -354,3 +354,41 @@ def test_sigterm_during_diff_drops_the_throwaway_database(
             child.wait()
         for name in databases(admin_url, prefix):
             drop_database(admin_url, name)
+
+
+_WITHOUT = """
+import sys
+for name in sys.argv[1].split(","):
+    sys.modules[name] = None  # makes `import name` fail as if it were not installed
+from nxdata.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("missing", ["pglast", "migra", "sqlalchemy", "schemainspect,sqlbag"])
+@pytest.mark.parametrize("command", ["diff", "check"])
+def test_missing_migration_extras_say_what_to_install(
+    test_database_url: str, tmp_path: Path, missing: str, command: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("NXDATA_DATABASE_URL", "DATABASE_URL")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [
+            *(sys.executable, "-c", _WITHOUT, missing, command, "--all", "--models", SHOP),
+            *("--url", test_database_url, "--migrations-dir", str(tmp_path / "migrations")),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    _one_line_error(
+        done.returncode,
+        done.stderr,
+        f"nxdata {command}: error: diffing needs the migration extras",
+        f"module {missing.split(',')[0]!r} is not installed",
+        "pip install 'nxdata[migrations]'",
+    )
+    assert "internal error" not in done.stderr
+    assert not (tmp_path / "migrations").exists()

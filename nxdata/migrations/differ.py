@@ -30,15 +30,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from pglast import parse_sql
-from pglast.enums.parsenodes import AlterTableType, ConstrType, ObjectType
-from pglast.parser import ParseError
 
 from ..config import sqlalchemy_url
-from ..errors import ConfigurationError, MigrationError
+from ..errors import MigrationError
 from ..table import Schema, _quote
+from ._extras import missing_extras
 from .safety import ColumnKey, UnsafeStatement, unsafe_statements
 from .throwaway import connect
+
+try:  # the optional diff tools: a clear message, not a ModuleNotFoundError
+    from pglast import parse_sql
+    from pglast.enums.parsenodes import AlterTableType, ConstrType, ObjectType
+    from pglast.parser import ParseError
+except ImportError as exc:
+    raise missing_extras(exc) from None
 
 __all__ = ["SchemaDiff", "diff_databases", "schema_dependencies", "schema_order"]
 
@@ -73,10 +78,8 @@ def _sqlalchemy_connection(url: str) -> Iterator[Any]:
     try:
         from sqlalchemy import create_engine
         from sqlalchemy.pool import NullPool
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ConfigurationError(
-            "diffing needs the migrations extra: pip install 'nxdata[migrations]'"
-        ) from None
+    except ImportError as exc:
+        raise missing_extras(exc) from None
     # With only pg_catalog on the search path, PostgreSQL qualifies every name it prints
     # (pg_get_constraintdef, pg_get_indexdef, defaults), so the generated SQL does not depend on
     # the search_path of whoever applies it: `REFERENCES public."Merchant"`, not `"Merchant"`.
@@ -233,10 +236,8 @@ def diff_databases(
     """
     try:
         from migra import Migration  # type: ignore[import-untyped]
-    except ImportError:  # pragma: no cover - depends on the installed extras
-        raise ConfigurationError(
-            "diffing needs the migrations extra: pip install 'nxdata[migrations]'"
-        ) from None
+    except ImportError as exc:
+        raise missing_extras(exc) from None
     out: list[SchemaDiff] = []
     with (
         connect(target_url) as target,

@@ -14,11 +14,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pglast import parse_sql
-from pglast.enums.parsenodes import AlterTableType, ObjectType
-from pglast.parser import ParseError
-
 from ..errors import MigrationError
+from ._extras import missing_extras
+
+try:  # the optional diff tools: a clear message, not a ModuleNotFoundError
+    from pglast import parse_sql
+    from pglast.enums.parsenodes import AlterTableType, ObjectType
+    from pglast.parser import ParseError
+except ImportError as exc:
+    raise missing_extras(exc) from None
 
 __all__ = ["ColumnKey", "UnsafeStatement", "is_widening", "normalize_type", "unsafe_statements"]
 
