@@ -27,6 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
+import psycopg
+
 from .config import database_url, redact, validate_url
 from .errors import ConfigurationError, NxdataError, UnsafeMigrationError
 
@@ -413,6 +415,13 @@ def main(
     except KeyboardInterrupt:
         print(f"nxdata {args.command}: interrupted", file=err)
         return EXIT_INTERRUPTED
+    except psycopg.Error as exc:  # a server error no command translated: still one line
+        if os.environ.get("NXDATA_DEBUG"):
+            raise
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        print(f"nxdata {args.command}: error: PostgreSQL: {first}", file=err)
+        return EXIT_ERROR
     except Exception as exc:  # a bug: still one line, with a way to see more
         if os.environ.get("NXDATA_DEBUG"):
             raise

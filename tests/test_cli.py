@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -392,3 +393,71 @@ def test_missing_migration_extras_say_what_to_install(
     )
     assert "internal error" not in done.stderr
     assert not (tmp_path / "migrations").exists()
+
+
+def test_non_utf8_file_is_a_one_line_error(fresh_database_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations/latin"
+    folder.mkdir(parents=True)
+    (folder / "0001_init.sql").write_bytes(b"-- caf\xe9\nCREATE SCHEMA latin;\n")
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    for command in (["status"], ["migrate", "--all", "--no-processes"]):
+        code, _, err = call(*command, *where)
+        _one_line_error(code, err, "0001_init.sql is not UTF-8 text (byte 0xe9", "save it as UTF-8")
+        assert "internal error" not in err
+
+
+@pytest.fixture
+def limited_role(admin_url: str) -> Iterator[str]:
+    """A login role with no privileges beyond PUBLIC's, dropped afterwards."""
+    import secrets
+
+    name = f"nxdata_t_role_{secrets.token_hex(4)}"
+    query(admin_url, f'CREATE ROLE "{name}" LOGIN')
+    try:
+        yield name
+    finally:
+        query(admin_url, f'DROP ROLE IF EXISTS "{name}"')
+
+
+def test_missing_privileges_are_one_line_errors(
+    fresh_database_url: str, limited_role: str, tmp_path: Path
+) -> None:
+    from psycopg.conninfo import make_conninfo
+
+    folder = tmp_path / "migrations/priv"
+    folder.mkdir(parents=True)
+    (folder / "0001_init.sql").write_text("SELECT 1;\n")
+    limited = make_conninfo(fresh_database_url, user=limited_role)
+    where = ["--migrations-dir", str(tmp_path / "migrations"), "--no-processes"]
+
+    # No journal yet, and no CREATE on the database to make one.
+    code, _, err = call("migrate", "--all", "--url", limited, *where)
+    _one_line_error(code, err, "cannot create the journal", "permission denied for database")
+    assert f"role {limited_role} needs CREATE on database" in err
+
+    assert call("migrate", "--all", "--url", fresh_database_url, *where)[0] == 0
+    (folder / "0002_more.sql").write_text("SELECT 2;\n")
+    for command in (["status"], ["migrate", "--all", *where]):
+        code, _, err = call(*command, "--url", limited, "--migrations-dir", str(folder.parent))
+        _one_line_error(
+            code,
+            err,
+            "cannot read the journal",
+            "permission denied for schema nxdata_migrations",
+            f"role {limited_role} needs USAGE on schema nxdata_migrations",
+        )
+
+    # Allowed to read, not to write: the file is rolled back and the error says why.
+    query(fresh_database_url, f'GRANT USAGE ON SCHEMA nxdata_migrations TO "{limited_role}"')
+    query(fresh_database_url, f'GRANT SELECT ON nxdata_migrations.journal TO "{limited_role}"')
+    try:
+        code, _, err = call("migrate", "--all", "--url", limited, *where)
+        _one_line_error(
+            code,
+            err,
+            "cannot record priv/0002_more in the journal (it was rolled back)",
+            "permission denied for table journal",
+        )
+    finally:
+        query(fresh_database_url, f'REVOKE ALL ON nxdata_migrations.journal FROM "{limited_role}"')
+        query(fresh_database_url, f'REVOKE ALL ON SCHEMA nxdata_migrations FROM "{limited_role}"')

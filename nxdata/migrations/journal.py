@@ -21,6 +21,9 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import errors as pg_errors
+
+from ..errors import MigrationError
 
 __all__ = [
     "JOURNAL",
@@ -30,6 +33,7 @@ __all__ = [
     "acquire_lock",
     "applied_by",
     "ensure_journal",
+    "privilege_error",
     "read_journal",
     "record",
     "release_lock",
@@ -84,22 +88,60 @@ def applied_by() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def privilege_error(
+    conn: psycopg.Connection[Any], exc: pg_errors.InsufficientPrivilege, doing: str
+) -> MigrationError:
+    """A one-line error for a role that lacks a privilege on the journal (or on the database)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "permission denied"
+    role = conn.info.user
+    if "for database" in text:
+        need = f"CREATE on database {conn.info.dbname} (or let its owner run the first migrate)"
+    else:
+        need = (
+            f'USAGE on schema {JOURNAL_SCHEMA} and SELECT, INSERT, UPDATE on "{JOURNAL_SCHEMA}"'
+            '."journal"'
+        )
+    return MigrationError(f"cannot {doing}: {text}; role {role} needs {need}")
+
+
+def _exists(conn: psycopg.Connection[Any]) -> bool:
+    # The catalogs, not to_regclass(): they answer even for a role without USAGE on the schema.
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = 'journal')",
+        [JOURNAL_SCHEMA],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def ensure_journal(conn: psycopg.Connection[Any]) -> None:
     """Create the journal schema and table if missing (call under the lock: concurrent
     ``CREATE TABLE IF NOT EXISTS`` can still collide in the catalogs)."""
-    with conn.transaction():
-        conn.execute(_CREATE)
+    # Skipped when it exists: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
+    # then, which a role that only applies migrations may lack.
+    if _exists(conn):
+        return
+    try:
+        with conn.transaction():
+            conn.execute(_CREATE)
+    except pg_errors.InsufficientPrivilege as exc:
+        raise privilege_error(conn, exc, f"create the journal {JOURNAL}") from None
 
 
 def read_journal(conn: psycopg.Connection[Any]) -> list[JournalEntry]:
-    """Every journal row in application order (empty when there is no journal yet)."""
-    exists = conn.execute("SELECT to_regclass(%s)", [JOURNAL]).fetchone()
-    if exists is None or exists[0] is None:
+    """Every journal row in application order (empty when there is no journal yet).
+
+    `MigrationError` naming the missing privilege when the role may not read it.
+    """
+    if not _exists(conn):
         return []
-    rows = conn.execute(
-        f'SELECT "kind", "schema", "name", "checksum", "applied_at", "duration_ms", '
-        f'"applied_by" FROM {JOURNAL} ORDER BY "id"'
-    ).fetchall()
+    try:
+        rows = conn.execute(
+            f'SELECT "kind", "schema", "name", "checksum", "applied_at", "duration_ms", '
+            f'"applied_by" FROM {JOURNAL} ORDER BY "id"'
+        ).fetchall()
+    except pg_errors.InsufficientPrivilege as exc:
+        raise privilege_error(conn, exc, f"read the journal {JOURNAL}") from None
     return [JournalEntry(*row) for row in rows]
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
+from psycopg import errors as pg_errors
 
 from ..errors import ConfigurationError, MigrationError, TamperedMigrationError
 from .files import MigrationFile, list_files
@@ -21,6 +22,7 @@ from .journal import (
     JournalEntry,
     acquire_lock,
     ensure_journal,
+    privilege_error,
     read_journal,
     record,
     release_lock,
@@ -232,14 +234,19 @@ def _apply_file(conn: psycopg.Connection[Any], file: MigrationFile) -> float:
         with conn.transaction():
             conn.execute(text)
             seconds = time.perf_counter() - started
-            record(
-                conn,
-                kind="sql",
-                schema=file.schema,
-                name=file.name,
-                checksum=file.checksum,
-                duration_ms=seconds * 1000,
-            )
+            try:
+                record(
+                    conn,
+                    kind="sql",
+                    schema=file.schema,
+                    name=file.name,
+                    checksum=file.checksum,
+                    duration_ms=seconds * 1000,
+                )
+            except pg_errors.InsufficientPrivilege as exc:
+                # Not the file's fault: say which privilege is missing on the journal.
+                doing = f"record {file.key} in the journal (it was rolled back)"
+                raise privilege_error(conn, exc, doing) from None
     except psycopg.Error as exc:
         raise MigrationError(
             f"{file.key} failed and was rolled back{_line_of(text, exc)}: {_first_line(exc)}"
