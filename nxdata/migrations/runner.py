@@ -119,11 +119,14 @@ def _verify(files: Sequence[MigrationFile], applied: dict[str, JournalEntry]) ->
             )
 
 
-def order_pending(files: Sequence[MigrationFile], applied: set[str]) -> list[MigrationFile]:
+def order_pending(
+    files: Sequence[MigrationFile], applied: set[str], root: Path | None = None
+) -> list[MigrationFile]:
     """Pending files in an order that respects each schema's numbering and every ``requires``.
 
     Ties go to the lowest (schema, number). `MigrationError` when a required file is neither
-    applied nor among `files`, or when requirements form a cycle.
+    applied nor among `files` (saying whether it exists under `root`), or when requirements form
+    a cycle.
     """
     pending = [f for f in files if f.key not in applied]
     by_key = {f.key: f for f in pending}
@@ -139,6 +142,12 @@ def order_pending(files: Sequence[MigrationFile], applied: set[str]) -> list[Mig
                 continue
             if required not in by_key:
                 schema = required.split("/", 1)[0]
+                if root is not None and not (root / f"{required}.sql").is_file():
+                    raise MigrationError(
+                        f"{file.key} requires {required}, which does not exist "
+                        f"({root / required}.sql is missing, and it is not in the journal): "
+                        f"fix the `-- requires:` line of {file.path.name}"
+                    )
                 raise MigrationError(
                     f"{file.key} requires {required}, which is not applied: migrate schema "
                     f"{schema!r} first (or use --all)"
@@ -310,7 +319,7 @@ def migrate(
         applied = {e.key: e for e in journal if e.kind == "sql"}
         done_processes = {e.name for e in journal if e.kind == "process"}
         _verify(files, applied)
-        todo = order_pending(files, set(applied))
+        todo = order_pending(files, set(applied), root)
         due = [p for p in procs if p.always_run or p.name not in done_processes]
         if dry_run:
             result.steps += [Step("sql", f.key) for f in todo]
