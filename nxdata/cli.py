@@ -327,6 +327,10 @@ def _cmd_check(run: _Runner) -> int:
     return EXIT_DRIFT
 
 
+def _plural(n: int, singular: str, plural: str) -> str:
+    return f"{n} {singular if n == 1 else plural}"
+
+
 def _cmd_status(run: _Runner) -> int:
     from .migrations.journal import read_journal
     from .migrations.runner import status
@@ -337,7 +341,9 @@ def _cmd_status(run: _Runner) -> int:
         schemas = status(url, root, run.args.schemas)
         with connect(url) as conn:
             done = {e.name: e for e in read_journal(conn) if e.kind == "process"}
-    pending_total = 0
+    if not schemas:
+        where = "is empty" if root.is_dir() else "does not exist"
+        run.say(f"no migrations yet: {_relative(root)} {where} (`nxdata diff` writes them)")
     for item in schemas:
         run.say(f"{item.schema}:")
         if not item.files and not item.missing:
@@ -350,10 +356,10 @@ def _cmd_status(run: _Runner) -> int:
                     f"  {entry.applied_by}"
                 )
             run.say(f"  {state:<8} {file.name}{detail}")
-            pending_total += state == "pending"
         for entry in item.missing:
             run.say(f"  {'missing':<8} {entry.name}  (applied, but the file is gone)")
     procs = _try_processes(run)
+    pending_procs = 0
     if done or procs:
         run.say("processes:")
         names = sorted(set(done) | {p.name for p in procs})
@@ -361,9 +367,30 @@ def _cmd_status(run: _Runner) -> int:
         for name in names:
             ran = done.get(name)
             label = "always" if name in always else ("done" if ran else "pending")
+            pending_procs += label == "pending"
             last = f"  last run {ran.applied_at:%Y-%m-%d %H:%M:%S}" if ran else ""
             run.say(f"  {label:<8} {name}{last}")
-    run.say(f"{pending_total} pending file{'s' if pending_total != 1 else ''}")
+    pending = sum(len(s.pending) for s in schemas)
+    tampered = [f.key for s in schemas for f in s.tampered]
+    missing = [e.key for s in schemas for e in s.missing]
+    summary = [_plural(pending, "pending file", "pending files")]
+    if tampered:
+        summary.append(_plural(len(tampered), "tampered file", "tampered files"))
+    if missing:
+        summary.append(_plural(len(missing), "missing file", "missing files"))
+    if pending_procs:
+        summary.append(_plural(pending_procs, "pending process", "pending processes"))
+    run.say(", ".join(summary))
+    if tampered or missing:
+        # The folder no longer describes the database: fail, so status can gate a deploy or CI.
+        problems = [f"{k} changed after it was applied" for k in tampered]
+        problems += [f"{k} was applied but its file is gone" for k in missing]
+        print(
+            f"nxdata status: error: {'; '.join(problems)}: restore the files "
+            "(put changes in new migrations)",
+            file=run.err,
+        )
+        return EXIT_ERROR
     return EXIT_OK
 
 

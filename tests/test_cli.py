@@ -484,3 +484,51 @@ def test_requires_a_file_that_does_not_exist(fresh_database_url: str, tmp_path: 
     code, _, err = call("migrate", "--schema", "shop", *where)
     _one_line_error(code, err, "which is not applied: migrate schema 'blog' first (or use --all)")
     assert call("migrate", "--all", *where)[0] == 0
+
+
+def test_status_counts_tampered_missing_and_pending_processes(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "migrations/mt_sales"
+    folder.mkdir(parents=True)
+    (folder / "0001_init.sql").write_text(
+        'CREATE SCHEMA mt_sales;\n\nCREATE TABLE mt_sales."Permission" '
+        "(code text PRIMARY KEY, runs integer NOT NULL DEFAULT 0);\n"
+    )
+    (folder / "0002_more.sql").write_text("SELECT 2;\n")
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    assert call("migrate", "--all", "--no-processes", *where)[0] == 0
+
+    code, out, err = call("status", "--models", SHOP, *where)
+    assert code == 0, err
+    assert out.splitlines()[-1] == "0 pending files, 1 pending process"
+    assert "pending  mt_sales-0001-seed-permissions" in out
+
+    (folder / "0001_init.sql").write_text("CREATE SCHEMA mt_sales;\n")
+    (folder / "0002_more.sql").unlink()
+    (folder / "0003_next.sql").write_text("SELECT 3;\n")
+    code, out, err = call("status", "--models", SHOP, *where)
+    assert code == 1
+    assert "tampered 0001_init" in out and "missing  0002_more" in out
+    assert out.splitlines()[-1] == (
+        "1 pending file, 1 tampered file, 1 missing file, 1 pending process"
+    )
+    _one_line_error(
+        code,
+        err,
+        "nxdata status: error: mt_sales/0001_init changed after it was applied; "
+        "mt_sales/0002_more was applied but its file is gone",
+    )
+
+
+def test_status_before_the_first_diff(fresh_database_url: str, tmp_path: Path) -> None:
+    models = write_models(tmp_path, 'n = nx.Schema("mx_new")\n')
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    where += ["--models", models]
+    code, out, err = call("status", *where)
+    assert code == 0, err
+    assert out.startswith("no migrations yet: ") and "does not exist" in out
+    assert out.splitlines()[-1] == "0 pending files"
+    (tmp_path / "migrations").mkdir()
+    code, out, err = call("status", *where)
+    assert code == 0 and "no migrations yet" in out and "is empty" in out

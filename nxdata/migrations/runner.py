@@ -90,6 +90,11 @@ class SchemaStatus:
         """Files not applied yet."""
         return [f for f, state, _ in self.files if state == "pending"]
 
+    @property
+    def tampered(self) -> list[MigrationFile]:
+        """Applied files whose content changed since."""
+        return [f for f, state, _ in self.files if state == "tampered"]
+
 
 def schema_folders(root: Path, schemas: Sequence[str] | None) -> list[str]:
     """The schemas to migrate: the given ones (each must have a folder) or every subfolder."""
@@ -174,12 +179,19 @@ def _url(target: Database | str) -> str:
 def status(
     target: Database | str, root: Path, schemas: Sequence[str] | None = None
 ) -> list[SchemaStatus]:
-    """Applied, pending and tampered files per schema (schemas with files or journal rows)."""
+    """Applied, pending and tampered files per schema (schemas with files or journal rows).
+
+    A missing migrations folder is no error here (before the first diff there is none): the
+    journal's schemas are listed, their files all ``missing``.
+    """
     with connect(_url(target)) as conn:
         journal = [e for e in read_journal(conn) if e.kind == "sql"]
-    names = set(schema_folders(root, schemas))
-    if schemas is None:
-        names |= {e.schema for e in journal}
+    if schemas is not None:
+        names = set(schemas)
+    else:
+        names = {e.schema for e in journal}
+        if root.is_dir():
+            names |= set(schema_folders(root, None))
     out = []
     for schema in sorted(names):
         files = list_files(root, schema)
