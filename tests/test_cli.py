@@ -532,3 +532,43 @@ def test_status_before_the_first_diff(fresh_database_url: str, tmp_path: Path) -
     (tmp_path / "migrations").mkdir()
     code, out, err = call("status", *where)
     assert code == 0 and "no migrations yet" in out and "is empty" in out
+
+
+def test_unknown_tool_nxdata_key_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.nxdata]\nmodles = "app"\n')
+    code, _, err = run_cli("status", "--url", "postgresql://x@127.0.0.1:1/y", cwd=tmp_path)
+    _one_line_error(
+        code,
+        err,
+        "unknown key 'modles' in [tool.nxdata] (did you mean 'models'?)",
+        "the keys are: migrations, models",
+    )
+
+
+def test_process_of_an_undeclared_schema_is_an_error(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    models = write_models(
+        tmp_path,
+        """
+        shop = nx.Schema("mx_shop")
+
+        @shop.table("T")
+        class T(msgspec.Struct):
+            a: int
+
+        @process("mx_shpo-0001-seed")
+        def seed(ctx: ProcessContext) -> None:
+            pass
+        """,
+    )
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    for command in (["diff", "--all"], ["migrate", "--all"], ["check"]):
+        code, _, err = call(*command, "--models", models, *where)
+        _one_line_error(
+            code,
+            err,
+            "process 'mx_shpo-0001-seed' belongs to schema 'mx_shpo'",
+            "does not declare (declared: mx_shop)",
+        )
+    assert not (tmp_path / "migrations").exists()

@@ -213,3 +213,6 @@ def test_settings_from_pyproject(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (tmp_path / "pyproject.toml").write_text("[tool.nxdata\n")
     with pytest.raises(ConfigurationError, match="cannot read"):
         load_settings(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[tool.nxdata]\nmodles = "app"\nmigrate = "m"\n')
+    with pytest.raises(ConfigurationError, match=r"unknown key 'migrate' in \[tool.nxdata\]"):
+        load_settings(tmp_path)

@@ -105,4 +105,19 @@ def load_models(module: str, *, path: Path | None = None) -> Models:
     if JOURNAL_SCHEMA in schemas:
         raise ConfigurationError(f"schema name {JOURNAL_SCHEMA!r} is reserved for nxdata's journal")
     processes = tuple(p for p in registered_processes() if p.module in names)
+    for proc in processes:
+        # `migrate --schema` picks processes by schema: one of an undeclared schema would only
+        # ever run with --all, which is almost always a typo in its name.
+        if proc.schema not in schemas:
+            origin = (
+                "the part of its name before the first '-'"
+                if proc.schema == proc.name.split("-", 1)[0]
+                else "given with schema="
+            )
+            declared = ", ".join(sorted(schemas)) or "none"
+            raise DeclarationError(
+                f"process {proc.name!r} belongs to schema {proc.schema!r} ({origin}), which "
+                f"{module} does not declare (declared: {declared}): rename it or pass "
+                "schema= to @process"
+            )
     return Models(module, schemas, processes)

@@ -9,6 +9,7 @@ Command-line options (``--models``, ``--migrations-dir``) override these values.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ DEFAULT_MODELS = "schema"
 """The models package used when pyproject.toml names none."""
 DEFAULT_MIGRATIONS = "migrations"
 """The migrations folder used when pyproject.toml names none."""
+_KEYS = ("migrations", "models")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,15 @@ def load_settings(
         found = data.get("tool", {}).get("nxdata", {})
         if not isinstance(found, dict):
             raise ConfigurationError(f"{pyproject}: [tool.nxdata] must be a table")
+        unknown = sorted(set(found) - set(_KEYS))
+        if unknown:
+            # A misspelt key would otherwise be ignored and its default used in silence.
+            close = difflib.get_close_matches(unknown[0], _KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigurationError(
+                f"{pyproject}: unknown key {unknown[0]!r} in [tool.nxdata]{hint}; "
+                f"the keys are: {', '.join(_KEYS)}"
+            )
         table = found
     models_value = models or table.get("models", DEFAULT_MODELS)
     migrations_value = migrations or table.get("migrations", DEFAULT_MIGRATIONS)
