@@ -412,6 +412,12 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def _one_line(message: str) -> str:
+    # Errors are one line (logs, CI annotations): a DETAIL or HINT from PostgreSQL, or a failed
+    # statement, continues on the same line.
+    return " ".join(message.split()) if "\n" in message else message
+
+
 _COMMANDS: dict[str, Callable[[_Runner], int]] = {
     "diff": _cmd_diff,
     "migrate": _cmd_migrate,
@@ -434,7 +440,7 @@ def main(
     except NxdataError as exc:
         if os.environ.get("NXDATA_DEBUG"):
             raise
-        print(f"nxdata {args.command}: error: {exc}", file=err)
+        print(f"nxdata {args.command}: error: {_one_line(str(exc))}", file=err)
         return EXIT_ERROR
     except _Terminated as exc:
         print(f"nxdata {args.command}: terminated", file=err)
@@ -453,7 +459,7 @@ def main(
         if os.environ.get("NXDATA_DEBUG"):
             raise
         print(
-            f"nxdata {args.command}: internal error: {type(exc).__name__}: {exc} "
+            f"nxdata {args.command}: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
             "(set NXDATA_DEBUG=1 for the traceback)",
             file=err,
         )

@@ -572,3 +572,30 @@ def test_process_of_an_undeclared_schema_is_an_error(
             "does not declare (declared: mx_shop)",
         )
     assert not (tmp_path / "migrations").exists()
+
+
+def test_postgresql_detail_stays_on_the_error_line(fresh_database_url: str, tmp_path: Path) -> None:
+    models = write_models(
+        tmp_path,
+        """
+        d = nx.Schema("mx_detail")
+
+        @d.table("T", uniques=[nx.Unique("a")])
+        class T(msgspec.Struct):
+            a: Annotated[int, Column(primary_key=True)]
+
+        @process("mx_detail-0001-twice")
+        def twice(ctx: ProcessContext) -> None:
+            ctx.execute('INSERT INTO mx_detail."T" (a) VALUES (1), (1)')
+        """,
+    )
+    where = ["--models", models, "--url", fresh_database_url]
+    where += ["--migrations-dir", str(tmp_path / "migrations")]
+    assert call("diff", "--all", *where)[0] == 0
+    code, _, err = call("migrate", "--all", *where)
+    _one_line_error(
+        code,
+        err,
+        "process mx_detail-0001-twice failed and was rolled back: UniqueViolation: duplicate key",
+        "DETAIL: Key (a)=(1) already exists.",
+    )

@@ -236,11 +236,38 @@ def pending_summary(pending: dict[str, list[MigrationFile]]) -> str:
     return ", ".join(parts)
 
 
-def _line_of(text: str, exc: psycopg.Error) -> str:
+def _statements(text: str) -> list[tuple[int, str]] | None:
+    """Each statement of a file with its offset, or None to run the file whole: without pglast
+    (a deploy host without the migration extras) or when it cannot split the text (PostgreSQL
+    then reports the syntax error, with its position)."""
+    try:
+        from pglast.parser import ParseError, split
+    except ImportError:
+        return None
+    try:
+        return [(part.start, text[part]) for part in split(text, only_slices=True)]
+    except ParseError:
+        return None
+
+
+def _line(text: str, part: tuple[int, str] | None, exc: psycopg.Error) -> int | None:
+    """The file line of the error: PostgreSQL's position when it gives one (syntax errors,
+    unknown columns), else the first line of the failing statement `part` (None when the file
+    ran whole and PostgreSQL gave no position)."""
     position = getattr(getattr(exc, "diag", None), "statement_position", None)
-    if not position:
-        return ""
-    return f" (line {text[: int(position)].count(chr(10)) + 1})"
+    offset, statement = part if part is not None else (0, text)
+    line = text[:offset].count("\n") + 1
+    if position:
+        return line + statement[: int(position) - 1].count("\n")
+    return line if part is not None else None
+
+
+def _message(exc: psycopg.Error) -> str:
+    """PostgreSQL's message with its DETAIL (which row, which key) in parentheses, on one line."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None) or _first_line(exc)
+    detail = getattr(diag, "message_detail", None)
+    return f"{primary} ({' '.join(detail.split())})" if detail else primary
 
 
 def _first_line(exc: BaseException) -> str:
@@ -250,10 +277,18 @@ def _first_line(exc: BaseException) -> str:
 
 def _apply_file(conn: psycopg.Connection[Any], file: MigrationFile) -> float:
     text = file.read()
+    # One statement at a time, in the file's transaction, so a failure names its line even
+    # when PostgreSQL gives no position (division by zero, a constraint violation).
+    parts = _statements(text)
+    current: tuple[int, str] | None = None
     started = time.perf_counter()
     try:
         with conn.transaction():
-            conn.execute(text)
+            if parts is None:
+                conn.execute(text)
+            else:
+                for current in parts:
+                    conn.execute(current[1])
             seconds = time.perf_counter() - started
             try:
                 record(
@@ -269,8 +304,10 @@ def _apply_file(conn: psycopg.Connection[Any], file: MigrationFile) -> float:
                 doing = f"record {file.key} in the journal (it was rolled back)"
                 raise privilege_error(conn, exc, doing) from None
     except psycopg.Error as exc:
+        line = _line(text, current, exc)
+        where = f" (line {line})" if line is not None else ""
         raise MigrationError(
-            f"{file.key} failed and was rolled back{_line_of(text, exc)}: {_first_line(exc)}"
+            f"{file.key} failed and was rolled back{where}: {_message(exc)}"
         ) from exc
     return seconds
 

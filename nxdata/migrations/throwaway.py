@@ -72,7 +72,7 @@ def throwaway_database(
                     conn.execute(statement)
                 except psycopg.Error as exc:
                     raise MigrationError(
-                        f"the declarations do not build: {_first_line(exc)}\n  in: "
+                        f"the declarations do not build: {_first_line(exc)}; in: "
                         + " ".join(statement.split())[:300]
                     ) from None
             conn.commit()
