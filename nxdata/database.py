@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +43,7 @@ class Database:
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._closed = False  # close() was called: no more lazy opening
+        self._opening = threading.Lock()
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -70,33 +72,37 @@ class Database:
         """Check the server is reachable and open the pool (idempotent)."""
         if self._pool is not None:
             return self
-        kwargs = self.options.connect_kwargs()
-        try:
-            psycopg.connect(self.url, **kwargs).close()
-        except psycopg.Error as exc:
-            raise connection_failed(self.url, exc) from exc
-        setup = self.options.session_setup()
-        pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
-            self.url,
-            min_size=self.options.min_size,
-            max_size=self.options.max_size,
-            timeout=self.options.timeout,
-            max_idle=self.options.max_idle,
-            # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
-            # COMMIT); connection() and transactions open their own transactions.
-            kwargs={**kwargs, "autocommit": True},
-            name=self.name,
-            open=False,
-            configure=(lambda conn: _run_setup(conn, setup)) if setup else None,
-        )
-        try:
-            pool.open(wait=True, timeout=self.options.connect_timeout)
-        except psycopg_pool.PoolTimeout as exc:
-            pool.close()
-            raise connection_failed(self.url, exc) from exc
-        self._pool = pool
-        self._closed = False
-        return self
+        # Two threads (tasks) using a new database at once must open one pool, not two.
+        with self._opening:
+            if self._pool is not None:
+                return self
+            kwargs = self.options.connect_kwargs()
+            try:
+                psycopg.connect(self.url, **kwargs).close()
+            except psycopg.Error as exc:
+                raise connection_failed(self.url, exc) from exc
+            setup = self.options.session_setup()
+            pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+                self.url,
+                min_size=self.options.min_size,
+                max_size=self.options.max_size,
+                timeout=self.options.timeout,
+                max_idle=self.options.max_idle,
+                # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
+                # COMMIT); connection() and transactions open their own transactions.
+                kwargs={**kwargs, "autocommit": True},
+                name=self.name,
+                open=False,
+                configure=(lambda conn: _run_setup(conn, setup)) if setup else None,
+            )
+            try:
+                pool.open(wait=True, timeout=self.options.connect_timeout)
+            except psycopg_pool.PoolTimeout as exc:
+                pool.close()
+                raise connection_failed(self.url, exc) from exc
+            self._pool = pool
+            self._closed = False
+            return self
 
     def close(self) -> None:
         """Close the pool (waiting for connections in use) and stop an embedded server.

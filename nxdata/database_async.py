@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -38,6 +39,7 @@ class AsyncDatabase:
         self._pool: psycopg_pool.AsyncConnectionPool[Any] | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._closed = False  # close() was called: no more lazy opening
+        self._opening = asyncio.Lock()
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -64,39 +66,43 @@ class AsyncDatabase:
         """Check the server is reachable and open the pool (idempotent)."""
         if self._pool is not None:
             return self
-        kwargs = self.options.connect_kwargs()
-        try:
-            await (await psycopg.AsyncConnection.connect(self.url, **kwargs)).close()
-        except psycopg.Error as exc:
-            raise connection_failed(self.url, exc) from exc
-        setup = self.options.session_setup()
+        # Two threads (tasks) using a new database at once must open one pool, not two.
+        async with self._opening:
+            if self._pool is not None:
+                return self
+            kwargs = self.options.connect_kwargs()
+            try:
+                await (await psycopg.AsyncConnection.connect(self.url, **kwargs)).close()
+            except psycopg.Error as exc:
+                raise connection_failed(self.url, exc) from exc
+            setup = self.options.session_setup()
 
-        async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
-            if setup:
-                await conn.execute(setup)
-                await conn.commit()
+            async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+                if setup:
+                    await conn.execute(setup)
+                    await conn.commit()
 
-        pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
-            self.url,
-            min_size=self.options.min_size,
-            max_size=self.options.max_size,
-            timeout=self.options.timeout,
-            max_idle=self.options.max_idle,
-            # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
-            # COMMIT); connection() and transactions open their own transactions.
-            kwargs={**kwargs, "autocommit": True},
-            name=self.name,
-            open=False,
-            configure=configure if setup else None,
-        )
-        try:
-            await pool.open(wait=True, timeout=self.options.connect_timeout)
-        except psycopg_pool.PoolTimeout as exc:
-            await pool.close()
-            raise connection_failed(self.url, exc) from exc
-        self._pool = pool
-        self._closed = False
-        return self
+            pool: psycopg_pool.AsyncConnectionPool[Any] = psycopg_pool.AsyncConnectionPool(
+                self.url,
+                min_size=self.options.min_size,
+                max_size=self.options.max_size,
+                timeout=self.options.timeout,
+                max_idle=self.options.max_idle,
+                # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
+                # COMMIT); connection() and transactions open their own transactions.
+                kwargs={**kwargs, "autocommit": True},
+                name=self.name,
+                open=False,
+                configure=configure if setup else None,
+            )
+            try:
+                await pool.open(wait=True, timeout=self.options.connect_timeout)
+            except psycopg_pool.PoolTimeout as exc:
+                await pool.close()
+                raise connection_failed(self.url, exc) from exc
+            self._pool = pool
+            self._closed = False
+            return self
 
     async def close(self) -> None:
         """Close the pool (waiting for connections in use) and stop an embedded server.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from typing import Any
 
 import psycopg
+import psycopg_pool
 import pytest
 
 from nxdata import AsyncDatabase, Database
@@ -239,3 +241,42 @@ def test_timezone_options_are_checked() -> None:
     for bad in ("UTC'; drop table x; --", "Europe/Paris -c x=1", ""):
         with pytest.raises(ConfigurationError, match="timezone must be a time zone name"):
             PoolOptions(timezone=bad)
+
+
+def _pools_named(name: str) -> list[Any]:
+    return [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, psycopg_pool.ConnectionPool | psycopg_pool.AsyncConnectionPool)
+        and o.name == name
+    ]
+
+
+def test_first_use_from_many_threads_opens_one_pool(test_database_url: str) -> None:
+    name = "nxdata-race-sync"
+    db = Database(test_database_url, name=name, min_size=1, max_size=4)
+    start = threading.Barrier(8)
+
+    def first_use() -> None:
+        start.wait()
+        assert db.fetch_value("select 1") == 1
+
+    threads = [threading.Thread(target=first_use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert _pools_named(name) == [db.pool]
+    finally:
+        db.close()
+
+
+async def test_async_first_use_from_many_tasks_opens_one_pool(test_database_url: str) -> None:
+    name = "nxdata-race-async"
+    db = AsyncDatabase(test_database_url, name=name, min_size=1, max_size=4)
+    try:
+        assert await asyncio.gather(*(db.fetch_value("select 1") for _ in range(8))) == [1] * 8
+        assert _pools_named(name) == [await db.get_pool()]
+    finally:
+        await db.close()
