@@ -1007,8 +1007,6 @@ def _set_fields(validated: msgspec.Struct) -> tuple[tuple[str, ...], list[Any]]:
 
 
 _ROW_INDEX = re.compile(r"`\$\[(\d+)\]")
-_ROW_AT = re.compile(r"`\$\[(\d+)\](?:\.([A-Za-z_][A-Za-z0-9_]*))?")
-_FIELD_NAMED = re.compile(r"field `([A-Za-z_][A-Za-z0-9_]*)`")
 
 
 def _validate_all(table: Table[Any], items: list[Any], start: int = 0) -> list[msgspec.Struct]:
@@ -1028,10 +1026,7 @@ def _validate_all(table: Table[Any], items: list[Any], start: int = 0) -> list[m
             message = str(exc)
             if start:
                 message = _ROW_INDEX.sub(lambda m: f"`$[{int(m.group(1)) + start}]", message, 1)
-            at = _ROW_AT.search(message)
-            named = _FIELD_NAMED.search(message)
-            field = (at and at.group(2)) or (named and named.group(1)) or None
-            raise ValidationError(message, table=table.qualified_name, field=field) from exc
+            raise table.validation_error(message) from exc
         return validated
     validated = []
     for index, item in enumerate(items, start):

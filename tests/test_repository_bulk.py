@@ -291,7 +291,11 @@ def test_create_all_names_the_bad_row_and_field(db: Database, tables: Tables) ->
     cases: list[tuple[list[Any], str, str]] = [
         ([*good[:41], {"name": "x", "amount": "lots"}], "amount", r"`\$\[41\]\.amount`"),
         ([*good[:3], {"words": []}], "name", r"required field `name` - at `\$\[3\]`"),
-        ([{"name": "a", "nope": 1}], "nope", r"unknown field `nope` - at `\$\[0\]`"),
+        (
+            [{"name": "a", "nope": 1}],
+            "nope",
+            r"unknown field `nope` \(did you mean `note`\?\) - at `\$\[0\]`",
+        ),
         # not all dicts: validated one by one, same messages
         ([b'{"name": "a"}', b'{"name": "b", "level": 7}'], "level", r"`\$\[1\]\.level`"),
         ([good[0], repo.table.insert_type(name="s"), {"name": 5}], "name", r"`\$\[2\]\.name`"),
