@@ -47,6 +47,7 @@ def test_lock_strengths(
                 entries.find_by_id(row.id, lock=blocked.nowait(), transaction=second)
             assert info.value.sqlstate == "55P03"
             assert isinstance(info.value.original, psycopg.errors.LockNotAvailable)
+            second.rollback()  # failed by the error: committing it would raise TransactionError
 
 
 def test_waiting_lock_times_out_and_skip_locked_skips(
@@ -59,6 +60,7 @@ def test_waiting_lock_times_out_and_skip_locked_skips(
             second.connection.execute("SET LOCAL lock_timeout = '50ms'")
             with pytest.raises(LockNotAvailable):
                 entries.find_by_id(a.id, lock=Lock.UPDATE, transaction=second)
+            second.rollback()
         with db.begin_transaction() as third:
             skip = Lock.UPDATE.skip_locked()
             free = entries.find({"order": ["id"]}, lock=skip, transaction=third)
