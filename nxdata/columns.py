@@ -99,6 +99,11 @@ class Column:
         )
         object.__setattr__(self, "_set", given)
 
+    def __repr__(self) -> str:
+        # Only the options given: what one would write (``Column(index=True)``), not twelve fields.
+        given = [f"{n}={getattr(self, n)!r}" for n in self.__dataclass_fields__ if n in self._set]
+        return f"Column({', '.join(given)})"
+
     def merged(self, other: Column) -> Column:
         """Combine two markers; options set explicitly on `other` win."""
         return replace(self, **{name: getattr(other, name) for name in other._set})

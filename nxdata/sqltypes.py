@@ -2,7 +2,8 @@
 
 ``resolve(annotation)`` strips ``Annotated`` and ``| None`` and tells the SQL type, whether the
 column is nullable, how values come back (``kind``) and the Python type to decode them into;
-``bounded(python_type, sql_type)`` is the type input is validated against (ints within range).
+``bounded(annotation, sql_type)`` is the type input is validated against (the annotation's
+``msgspec.Meta`` constraints kept, ints within the SQL type's range).
 """
 
 from __future__ import annotations
@@ -164,31 +165,80 @@ _INT_BITS = {
     "int8": 64,
     "bigserial": 64,
 }
-_BOUNDED_INT: dict[int, Any] = {
-    bits: Annotated[int, msgspec.Meta(ge=-(2 ** (bits - 1)), le=2 ** (bits - 1) - 1)]
-    for bits in set(_INT_BITS.values())
-}
+_META_OPTIONS = (
+    "gt",
+    "ge",
+    "lt",
+    "le",
+    "multiple_of",
+    "pattern",
+    "min_length",
+    "max_length",
+    "tz",
+    "title",
+    "description",
+    "examples",
+    "extra_json_schema",
+    "extra",
+)
 
 
 def bounded(python_type: Any, sql_type: str) -> Any:
-    """The type input for a column is validated against: `python_type`, with an ``int`` (or the
-    items of a ``list[int]`` array) bounded by the range of its SQL integer type.
+    """The type input for a column is validated against: `python_type` (the field's annotation)
+    with its ``msgspec.Meta`` constraints kept and an ``int`` (or the items of a ``list[int]``
+    array) bounded by the range of its SQL integer type, the tighter bound winning.
 
     >>> bounded(int, "smallint")
     typing.Annotated[int, msgspec.Meta(ge=-32768, le=32767)]
+    >>> bounded(Annotated[int, msgspec.Meta(ge=0)], "integer")
+    typing.Annotated[int, msgspec.Meta(ge=0, le=2147483647)]
 
-    Other types come back unchanged. Only for input: rows read back need no check.
+    Column markers are left out (msgspec ignores them); the Metas of one type become one, since
+    msgspec refuses two that set the same option. Only for input: rows read back need no check.
     """
     element, bracket, _ = sql_type.lower().partition("[")
-    bits = _INT_BITS.get(element.strip())
-    if bits is None:
-        return python_type
-    if python_type is int and not bracket:
-        return _BOUNDED_INT[bits]
-    if bracket and get_origin(python_type) is list:
-        (item,) = get_args(python_type) or (Any,)
-        if item is int:
-            return list[_BOUNDED_INT[bits]]  # type: ignore[valid-type]
-        if item == int | None:
-            return list[_BOUNDED_INT[bits] | None]  # type: ignore[valid-type]
-    return python_type  # anything less simple (markers of its own, unions) is left as declared
+    return _constrained(python_type, _INT_BITS.get(element.strip()), array=bool(bracket))
+
+
+def _constrained(tp: Any, bits: int | None, *, array: bool) -> Any:
+    """`tp` without markers, its Metas merged; an int (array: the items) bounded by `bits`."""
+    metas: list[msgspec.Meta] = []
+    while get_origin(tp) is Annotated:
+        tp, *extras = get_args(tp)
+        metas += [extra for extra in extras if isinstance(extra, msgspec.Meta)]
+    options = _merged_options(metas)
+    origin = get_origin(tp)
+    if origin is Union or origin is types.UnionType:  # X | None: constraints live on X
+        tp = Union[tuple(_constrained(member, bits, array=array) for member in get_args(tp))]  # noqa: UP007
+    elif array and origin is list:
+        (item,) = get_args(tp) or (Any,)
+        tp = list[_constrained(item, bits, array=False)]  # type: ignore[misc]
+    elif tp is int and bits is not None and not array:
+        _tighten(options, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+    return Annotated[tp, msgspec.Meta(**options)] if options else tp
+
+
+def _merged_options(metas: list[msgspec.Meta]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for meta in metas:
+        for name in _META_OPTIONS:
+            value = getattr(meta, name)
+            if value is None:
+                continue
+            if name in options:
+                raise TypeError(f"two msgspec.Meta set `{name}`: msgspec accepts one")
+            options[name] = value
+    return options
+
+
+def _tighten(options: dict[str, Any], low: int, high: int) -> None:
+    """Bound an int's `options` by [low, high], keeping the user's bound (``ge``/``gt``,
+    ``le``/``lt``) where it is as tight; msgspec refuses ``gt`` and ``ge`` together."""
+    ge, gt = options.get("ge"), options.get("gt")
+    if not ((ge is not None and ge >= low) or (gt is not None and gt >= low - 1)):
+        options.pop("gt", None)
+        options["ge"] = low
+    le, lt = options.get("le"), options.get("lt")
+    if not ((le is not None and le <= high) or (lt is not None and lt <= high + 1)):
+        options.pop("lt", None)
+        options["le"] = high

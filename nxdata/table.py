@@ -70,7 +70,11 @@ def snake_case(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ColumnDef:
-    """One column of a declared table, resolved from its Struct field."""
+    """One column of a declared table, resolved from its Struct field.
+
+    ``annotation`` is the field's annotation as declared (markers and ``msgspec.Meta``
+    constraints included); ``python_type`` the plain type values decode into.
+    """
 
     field: str
     name: str
@@ -81,6 +85,7 @@ class ColumnDef:
     options: Column
     default: Any = msgspec.NODEFAULT
     enum_values: tuple[Any, ...] = ()
+    annotation: Any = None
 
     @property
     def primary_key(self) -> bool:
@@ -404,6 +409,12 @@ class Table(Generic[T]):
             except TypeError as exc:
                 raise DeclarationError(str(exc), table=self.name, column=field_name) from exc
             default = defaults.get(field_name, msgspec.NODEFAULT)
+            if isinstance(default, Column | msgspec.Meta):
+                raise DeclarationError(
+                    _marker_as_default(field_name, hints[field_name], default),
+                    table=self.name,
+                    column=field_name,
+                )
             options = resolved.column
             if isinstance(default, msgspec._core.Factory):
                 if options.default_factory is None:
@@ -429,6 +440,7 @@ class Table(Generic[T]):
                     options=options,
                     default=default,
                     enum_values=resolved.enum_values,
+                    annotation=hints[field_name],
                 )
             )
         if not columns:
@@ -567,7 +579,7 @@ class Table(Generic[T]):
         for c in self.columns:
             if c.identity == "always":
                 continue
-            tp = _input_type(c)
+            tp = self._input_type(c)
             if c.default is not msgspec.NODEFAULT:
                 fields.append((c.field, tp, c.default))
             elif c.default_factory is not None:
@@ -589,7 +601,7 @@ class Table(Generic[T]):
     def _derive_update_type(self) -> type[msgspec.Struct]:
         fields = []
         for c in self.updatable_columns:
-            tp = _input_type(c)
+            tp = self._input_type(c)
             fields.append((c.field, tp | msgspec.UnsetType, msgspec.UNSET))
         return msgspec.defstruct(
             f"{self.row_type.__name__}Update",
@@ -598,6 +610,17 @@ class Table(Generic[T]):
             forbid_unknown_fields=True,
             module=self.row_type.__module__,
         )
+
+    def _input_type(self, column: ColumnDef) -> Any:
+        """The type an insert or update value of `column` is validated against: its annotation
+        with the user's ``msgspec.Meta`` constraints, ints bounded by their SQL type, ``| None``
+        when nullable."""
+        declared = column.annotation if column.annotation is not None else column.python_type
+        try:
+            tp = bounded(declared, column.sql_type)
+        except TypeError as exc:
+            raise DeclarationError(str(exc), table=self.name, column=column.field) from exc
+        return tp | None if column.nullable and tp is not Any else tp
 
     @property
     def updatable_columns(self) -> tuple[ColumnDef, ...]:
@@ -709,11 +732,16 @@ def _split_path(message: str) -> tuple[str, str | None]:
     return reason, path[:-1]
 
 
-def _input_type(column: ColumnDef) -> Any:
-    """The type an insert or update value of `column` is validated against: ints bounded by
-    their SQL type, ``| None`` when nullable."""
-    tp = bounded(column.python_type, column.sql_type)
-    return tp | None if column.nullable and tp is not Any else tp
+def _marker_as_default(field: str, annotation: Any, marker: Column | msgspec.Meta) -> str:
+    """The fix for ``x: str = nx.Column(...)``: markers go in the annotation, not the default."""
+    if isinstance(marker, Column):
+        what, written = "a Column", f"nx.{marker!r}"
+    else:
+        what, written = "a msgspec.Meta", repr(marker)
+    shown = annotation.__name__ if isinstance(annotation, type) else repr(annotation)
+    shown = shown.replace("typing.", "")
+    fix = f"`{field}: Annotated[{shown}, {written}]`"
+    return f"{what} goes in the annotation, not the default: {fix}"
 
 
 def _resolve_table_ref(ref: Any, source: Table[Any]) -> Table[Any]:

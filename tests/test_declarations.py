@@ -433,10 +433,11 @@ def test_input_types_bound_integers_by_their_sql_type() -> None:
         (bool, "boolean"),
         (Level, "integer"),  # an enum's values are its bounds
         (Literal[1, 2], "integer"),
-        (positive, "integer[]"),  # markers of its own: left as declared
         (dict[str, int], "jsonb"),
     ]:
         assert bounded(python_type, sql_type) == python_type
+    # the user's msgspec.Meta is kept, merged with the SQL type's bounds
+    assert bounded(positive, "integer[]") == list[Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]]
 
     s = nx.Schema("bounded")
 
@@ -468,3 +469,41 @@ def test_table_of_rejects_undeclared_struct() -> None:
 
     with pytest.raises(DeclarationError, match="Loose is not a declared table"):
         nx.table_of(Loose)
+
+
+def test_a_column_marker_given_as_default_says_it_goes_in_the_annotation() -> None:
+    s = nx.Schema("marker_default")
+    with pytest.raises(DeclarationError) as info:
+
+        @s.table("Tagged")
+        class Tagged(msgspec.Struct):
+            label: str = nx.Column(index=True)  # type: ignore[assignment]
+
+    assert (info.value.table, info.value.column) == ("Tagged", "label")
+    message = str(info.value)
+    assert "a Column goes in the annotation" in message
+    assert "`label: Annotated[str, nx.Column(index=True)]`" in message
+    assert "server_default" not in message and "name=None" not in message
+    assert repr(nx.Column(index=True, name="x")) == "Column(name='x', index=True)"
+
+    with pytest.raises(DeclarationError, match=r"`qty: Annotated\[int, msgspec\.Meta\(ge=0\)\]`"):
+
+        @s.table("Counted")
+        class Counted(msgspec.Struct):
+            qty: int = msgspec.Meta(ge=0)  # type: ignore[assignment]
+
+
+def test_meta_constraints_of_one_type_merge_or_are_refused_at_declaration() -> None:
+    s = nx.Schema("meta_merge")
+
+    @s.table("Two")
+    class Two(msgspec.Struct):
+        n: Annotated[int, msgspec.Meta(ge=0), msgspec.Meta(le=5), nx.Column(sql_type="smallint")]
+
+    fields = msgspec.structs.fields(nx.table_of(Two).insert_type)
+    assert fields[0].type == Annotated[int, msgspec.Meta(ge=0, le=5)]
+    with pytest.raises(DeclarationError, match=r"Clash\.n: two msgspec\.Meta set `ge`"):
+
+        @s.table("Clash")
+        class Clash(msgspec.Struct):
+            n: Annotated[int, msgspec.Meta(ge=0), msgspec.Meta(ge=1)]

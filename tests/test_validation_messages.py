@@ -282,3 +282,108 @@ def test_only_input_types_are_bounded(counters: Repository[Any]) -> None:
     assert t.validate_row({"id": 1, "qty": 10**12, "big": 0, "small": 0, "maybe": None, "ints": []})
     # types that are not plain SQL integers are left as declared
     assert t.validate_insert({"doc": {"n": 10**40}, "wide": 10**29, "flag": True})
+
+
+# -- msgspec.Meta constraints ----------------------------------------------------------------------
+
+INT_MAX = INT - 1
+Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+def make_stock(schema_name: str) -> Any:
+    schema = nx.Schema(schema_name)
+
+    @schema.table("Stock")
+    class Stock(nx.IntIdColumns):
+        code: Annotated[str, msgspec.Meta(max_length=8, pattern="^[A-Z]+$")]
+        qty: Count
+        # the user's upper bound is looser than smallint's, the lower one tighter
+        small: Annotated[nx.SmallInt, msgspec.Meta(ge=-10, le=10**6)]
+        # gt looser than integer's range, lt tighter
+        ceiling: Annotated[int, msgspec.Meta(gt=-(2**40), lt=100)] = 0
+        note: Annotated[str, msgspec.Meta(min_length=1), nx.Column(server_default="'-'")] = "-"
+        rating: Annotated[float, msgspec.Meta(ge=0, le=5)] | None = None
+        counts: list[Count] = msgspec.field(default_factory=list)
+        maybe: Annotated[list[Count | None], msgspec.Meta(max_length=3)] | None = None
+
+    return Stock
+
+
+def test_meta_constraints_are_kept_in_insert_and_update_types() -> None:
+    t = nx.table_of(make_stock("meta_types"))
+    M = msgspec.Meta
+    bounded_count = Annotated[int, M(ge=0, le=INT_MAX)]
+    expected: dict[str, Any] = {
+        "code": Annotated[str, M(max_length=8, pattern="^[A-Z]+$")],
+        "qty": bounded_count,
+        "small": Annotated[int, M(ge=-10, le=SMALL - 1)],
+        "ceiling": Annotated[int, M(ge=-INT, lt=100)],
+        "note": Annotated[str, M(min_length=1)],
+        "rating": Annotated[float, M(ge=0, le=5)] | None,
+        "counts": list[bounded_count],
+        "maybe": Annotated[list[bounded_count | None], M(max_length=3)] | None,
+    }
+    inserts = {f.name: f.type for f in msgspec.structs.fields(t.insert_type)}
+    updates = {f.name: f.type for f in msgspec.structs.fields(t.update_type)}
+    for name, tp in expected.items():
+        assert inserts[name] == tp, name
+        assert updates[name] == tp | msgspec.UnsetType, name
+    # the row type is as declared: constraints, no SQL range
+    assert msgspec.structs.fields(t.row_type)[2].type == Count
+
+
+def test_meta_constraints_are_refused_naming_the_field() -> None:
+    t = nx.table_of(make_stock("meta_refused"))
+    ok: dict[str, Any] = {"code": "AB", "qty": 1, "small": 1}
+    # the SQL type's bounds (marked False) are not the row type's: rows read back are not checked
+    cases: list[tuple[dict[str, Any], str, str, bool]] = [
+        ({"qty": -1}, "qty", "Expected `int` >= 0 - at `$.qty`", True),
+        ({"qty": INT}, "qty", "Expected `int` <= 2147483647 - at `$.qty`", False),
+        ({"code": "abc"}, "code", "matching regex '^[A-Z]+$' - at `$.code`", True),
+        ({"code": "ABCDEFGHI"}, "code", "length <= 8 - at `$.code`", True),
+        ({"small": -11}, "small", "Expected `int` >= -10 - at `$.small`", True),
+        ({"small": SMALL}, "small", "Expected `int` <= 32767 - at `$.small`", False),
+        ({"ceiling": 100}, "ceiling", "Expected `int` <= 99 - at `$.ceiling`", True),
+        ({"ceiling": -INT - 1}, "ceiling", ">= -2147483648 - at `$.ceiling`", False),
+        ({"note": ""}, "note", "length >= 1 - at `$.note`", True),
+        ({"rating": 5.5}, "rating", "Expected `float` <= 5.0 - at `$.rating`", True),
+        ({"counts": [1, -1]}, "counts", "Expected `int` >= 0 - at `$.counts[1]`", True),
+        ({"counts": [INT]}, "counts", "<= 2147483647 - at `$.counts[0]`", False),
+        ({"maybe": [None, -1]}, "maybe", "Expected `int` >= 0 - at `$.maybe[1]`", True),
+        ({"maybe": [1, 2, 3, 4]}, "maybe", "length <= 3 - at `$.maybe`", True),
+    ]
+    for change, field, reason, declared in cases:
+        checks: list[tuple[Any, dict[str, Any]]] = [
+            (t.validate_insert, {**ok, **change}),
+            (t.validate_update, change),
+        ]
+        if declared:
+            checks.append((t.validate_row, {"id": 1, **ok, **change}))
+        for validate, data in checks:
+            with pytest.raises(ValidationError) as info:
+                validate(data)
+            assert info.value.field == field, (validate, change)
+            assert info.value.reason.endswith(reason), (validate, info.value.reason)
+    # within every bound, None where nullable, omitted where defaulted
+    assert t.validate_insert({**ok, "rating": None, "maybe": [None, 0]})
+    assert t.validate_update({"rating": None, "counts": [0, INT_MAX]})
+
+
+def test_meta_constraints_are_checked_before_the_server(
+    db: Database, conn: Conn, schema_name: str
+) -> None:
+    stock = make_stock(schema_name)
+    for statement in create_statements([nx.table_of(stock).schema]):
+        conn.execute(statement)
+    repo = Repository(db, stock)
+    row = repo.create({"code": "AB", "qty": 1, "small": 1})
+    with pytest.raises(ValidationError, match=r">= 0 - at `\$\.qty`") as info:
+        repo.create({"code": "AB", "qty": -1, "small": 1})
+    assert info.value.field == "qty"
+    with pytest.raises(ValidationError, match=r">= 0 - at `\$\[1\]\.qty`") as info:
+        repo.create_all([{"code": "A", "qty": 1, "small": 1}, {"code": "B", "qty": -1, "small": 1}])
+    assert info.value.field == "qty"
+    with pytest.raises(ValidationError, match=r"regex") as info:
+        repo.update_by_id(row.id, {"code": "ab"})
+    assert info.value.field == "code"
+    assert repo.find({}) == [row]
