@@ -17,6 +17,7 @@ __all__ = ["PAIRS", "generate", "main"]
 HERE = Path(__file__).parent
 
 PAIRS: dict[str, str] = {
+    "database_async.py": "database.py",
     "transaction_async.py": "transaction.py",
     "repository_async.py": "repository.py",
 }
@@ -28,6 +29,7 @@ _NAMES: dict[str, str] = {
     "AsyncTransaction": "Transaction",
     "AsyncRepository": "Repository",
     "AsyncDatabase": "Database",
+    "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",
     "AsyncServerCursor": "ServerCursor",
     "AsyncCursor": "Cursor",
@@ -43,6 +45,8 @@ _NAMES: dict[str, str] = {
     "__aenter__": "__enter__",
     "__aexit__": "__exit__",
     "aclose": "close",
+    "ALock": "Lock",
+    "asleep": "sleep",
 }
 
 _TOKENS = [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -13,7 +15,16 @@ from .config import database_url, redact, validate_url
 from .errors import ConfigurationError, ConnectionFailed, PoolTimeout, map_database_error
 from .jsonb import adapters
 
-__all__ = ["PoolOptions", "connection_failed", "pool_options", "pool_timeout", "resolve_url"]
+__all__ = [
+    "PoolOptions",
+    "changes_session",
+    "check_settings",
+    "connection_failed",
+    "pool_options",
+    "pool_timeout",
+    "resolve_url",
+    "set_config_sql",
+]
 
 _TIMEZONE = re.compile(r"[A-Za-z0-9_+\-/:.]+")
 
@@ -160,3 +171,56 @@ def pool_timeout(name: str, options: PoolOptions, exc: BaseException) -> PoolTim
 def database_error(exc: psycopg.Error) -> Exception:
     """The nxdata error for a psycopg error."""
     return map_database_error(exc)
+
+
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+
+
+def check_settings(settings: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """Transaction-local settings as (name, value) pairs; `ConfigurationError` for a name that
+    is not a setting name (``app.tenant_id``) or a value that is not text.
+
+    >>> check_settings({"app.tenant_id": "m-1"})
+    (('app.tenant_id', 'm-1'),)
+    """
+    if not isinstance(settings, Mapping):
+        raise ConfigurationError(f"settings are a mapping of names to text, not {settings!r}")
+    pairs = []
+    for name, value in settings.items():
+        if not isinstance(name, str) or not _SETTING_NAME.fullmatch(name):
+            raise ConfigurationError(f"{name!r} is not a setting name (e.g. 'app.tenant_id')")
+        if not isinstance(value, str) or "\x00" in value:
+            raise ConfigurationError(
+                f"setting {name} takes text, not {type(value).__name__}: pass str(value)"
+            )
+        pairs.append((name, value))
+    return tuple(pairs)
+
+
+@functools.cache
+def set_config_sql(count: int) -> str:
+    """``SELECT set_config(%s, %s, true), ...`` for `count` settings (names are parameters)."""
+    return "SELECT " + ", ".join(["set_config(%s, %s, true)"] * count)
+
+
+# Statements that leave state in the session after they end: settings, roles, notifications,
+# prepared statements, cursors WITH HOLD, temporary objects, session advisory locks. A statement
+# of the caller's that matches marks its connection for a reset (DISCARD ALL) before reuse.
+_SESSION_CHANGE = re.compile(
+    r"(?:^|;)\s*(?:set|reset|listen|prepare|declare|load|discard)\b"
+    r"|\bset_config\s*\(|\bpg_advisory_lock|\b(?:create|into)\s+(?:temp|temporary)\b",
+    re.IGNORECASE,
+)
+
+
+def changes_session(query: Any) -> bool:
+    """Whether a statement of the caller's may leave state in the session (see above). Only
+    text is inspected; composed statements (``psycopg.sql``) count as changing it."""
+    if isinstance(query, bytes):
+        query = query.decode("utf-8", "replace")
+    elif not isinstance(query, str):
+        get_sql = getattr(query, "get_sql", None)
+        if get_sql is None:
+            return True
+        query = get_sql()
+    return bool(_SESSION_CHANGE.search(query))

@@ -75,6 +75,10 @@ class Column:
     - ``on_update``: a SQL expression written on every update (``modified_at = now()``).
     - ``immutable``: updates may not change it (``created_at``; primary keys always are).
     - ``soft_delete``: this column marks a row as deleted (``deleted_at``).
+    - ``hidden``: never returned unless code names it (``fields``), and unknown to client
+      filters and bodies (a password hash, an internal flag).
+    - ``read_only``: managed by the server: client bodies cannot set it, trusted code can.
+    - ``comment``: the column's SQL comment.
     """
 
     name: str | None = None
@@ -88,6 +92,8 @@ class Column:
     on_update: str | None = None
     immutable: bool = False
     soft_delete: bool = False
+    hidden: bool = False
+    read_only: bool = False
     comment: str | None = None
     _set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 

@@ -1,32 +1,43 @@
 """Statements from declarations and filter shapes: PyPika-built SQL with ``%s`` placeholders.
 
 I/O-free: a `Compiler` (one per table) turns a statement *shape* (the filter's shape key, the
-columns written, the lock...) into a `Compiled`: the SQL text, the *plan* that pulls parameter
-values out of the call's values in placeholder order (converting and validating each), and the
-row decoder. Repositories cache `Compiled` per shape, so PyPika runs once per shape.
+columns written, the lock, the policy, the scope...) into a `Compiled`: the SQL text, the *plan*
+that pulls parameter values out of the call's values in placeholder order (checking and
+converting each), and the row decoder. Repositories cache `Compiled` per shape, so PyPika runs
+once per shape.
 
 Values never reach the SQL text: every value is a `_Param` term that renders ``%s`` (with a cast
 to the column's type, so psycopg's untyped strings and lists bind correctly) and records which
-value slot feeds it.
+value slot feeds it. Every converter is strict (see the README's filter section): a value of
+the wrong type, out of the column's range, or text PostgreSQL cannot store is a `FilterError`
+naming the part, before anything is sent.
 """
 
 from __future__ import annotations
 
+import enum
+import math
 import re
+import string
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin
+from uuid import UUID
 
 import msgspec
 from pypika import PostgreSQLQuery
 from pypika import Table as PTable
-from pypika.terms import Criterion, EmptyCriterion, Field, Term
+from pypika.terms import Criterion, Field, Term
 
 from .errors import DeclarationError, FilterError
-from .filters import OPERATORS
 from .locks import Lock
+from .policy import OPERATORS, TRUSTED, FilterPolicy
 from .rows import RowDecoder
+from .sqltypes import _INT_BITS
 from .table import ColumnDef, Table, _quote
+from .values import clip, json_text_problem, shown, text_problem
 
 __all__ = ["Compiled", "CompiledQuery", "Compiler"]
 
@@ -45,11 +56,16 @@ converter would return unchanged (taken as they are, without the call)."""
 
 
 class Compiled(NamedTuple):
-    """A compiled statement: SQL text, a `Step` per placeholder, row decoder."""
+    """A compiled statement: SQL text, a `Step` per placeholder, row decoder.
+
+    ``patterns`` names the parts of the filter that hold regular expressions, so that a pattern
+    the server cannot compile is reported as a `FilterError` naming them.
+    """
 
     sql: str
     plan: tuple[Step, ...]
     decoder: RowDecoder[Any] | None
+    patterns: tuple[str, ...] = ()
 
     def params(self, values: Sequence[Any]) -> list[Any]:
         """The parameter list for one call's values."""
@@ -103,9 +119,10 @@ class _Param(Term):
 
 
 class _Sql(Criterion):
-    """A SQL fragment with terms: ``_Sql("{0} IS DISTINCT FROM {1}", col, param)``.
+    """A SQL fragment with terms: ``_Sql("{0} <> {1}", col, param)``.
 
-    The template is fixed text written in this module; only terms fill it.
+    The template is fixed text written in this module; only terms fill it. A template that
+    combines conditions (``... AND ...``) parenthesizes itself.
     """
 
     def __init__(self, template: str, *terms: Term) -> None:
@@ -114,7 +131,42 @@ class _Sql(Criterion):
 
     def get_sql(self, **kwargs: Any) -> str:
         kwargs.pop("subcriterion", None)
-        return self.template.format(*(t.get_sql(**kwargs) for t in self.terms))
+        # Each occurrence of a term renders on its own, in text order: a term used twice
+        # ("{0} IS NOT NULL AND {0} <> ...") records its placeholders twice, as they appear.
+        out = []
+        for literal, field, _, _ in _FORMATTER.parse(self.template):
+            out.append(literal)
+            if field is not None:
+                out.append(self.terms[int(field)].get_sql(**kwargs))
+        return "".join(out)
+
+
+_FORMATTER = string.Formatter()
+
+
+class _Junction(Criterion):
+    """``(a AND b AND c)`` / ``(a OR b)``: a flat list of conditions, parenthesized.
+
+    PyPika folds ``Criterion.any`` into a binary tree, whose rendering recurses once per item:
+    a client's flat ``or`` of a thousand conditions would exhaust the stack. This renders in a
+    loop, however long the list.
+    """
+
+    def __init__(
+        self, operator: Literal["AND", "OR"], terms: Sequence[Term], *, outer: bool = False
+    ) -> None:
+        super().__init__()
+        self.operator, self.terms, self.outer = operator, tuple(terms), outer
+
+    def get_sql(self, **kwargs: Any) -> str:
+        kwargs.pop("subcriterion", None)
+        parts = [t.get_sql(**kwargs) for t in self.terms]
+        if not parts:  # never built from a client filter (empty logic is refused)
+            return "TRUE" if self.operator == "AND" else "FALSE"
+        if len(parts) == 1:
+            return parts[0]
+        joined = f" {self.operator} ".join(parts)
+        return joined if self.outer else f"({joined})"
 
 
 class _Ident(Term):
@@ -151,12 +203,60 @@ def _const(value: Any) -> Converter:
 
 # -- value converters ------------------------------------------------------------------------------
 
+_DECIMAL_TEXT = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d{1,4})?")
+"""A decimal number as text: ``"1.50"``, ``"-3"``, ``"2e3"`` (no NaN, no Infinity, no spaces)."""
+
+_PARSED_FROM_TEXT: dict[type, Any] = {
+    datetime: Annotated[datetime, msgspec.Meta(tz=True)],
+    date: date,
+    time: time,
+    timedelta: timedelta,
+    UUID: UUID,
+    bytes: bytes,
+}
+"""Types a filter value may also give as text (ISO 8601, a UUID, base64), parsed by msgspec;
+a timestamptz needs an offset (``Z`` or ``+02:00``), an epoch number is refused."""
+
+_TYPE_NAMES: dict[Any, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    Decimal: 'a number (or a decimal string such as "12.50")',
+    str: "a string",
+    datetime: 'an ISO 8601 timestamp with an offset ("2024-05-01T12:00:00Z")',
+    date: 'an ISO 8601 date ("2024-05-01")',
+    time: 'an ISO 8601 time ("12:30:00")',
+    timedelta: 'an ISO 8601 duration ("P1DT2H")',
+    UUID: "a UUID",
+    bytes: "base64 text",
+}
+
+
+def _json_kind(value: Any) -> str:
+    """The JSON name of a client value's type, for messages."""
+    if value is None:
+        return "null"
+    kind = type(value)
+    if kind is bool:
+        return "a boolean"
+    if kind is int or kind is float:
+        return "a number"
+    if kind is str:
+        return "a string"
+    if kind is list or kind is tuple:
+        return "a list"
+    if kind is dict:
+        return "an object"
+    return f"a {kind.__name__}"
+
 
 class _Conv:
-    """Builds the converters (validation + adaptation) for one column and filter part."""
+    """Builds the converters (strict checks + adaptation) for one column and filter part."""
 
-    def __init__(self, table: str, column: ColumnDef | None, part: str) -> None:
-        self.table, self.column, self.part = table, column, part
+    def __init__(
+        self, table: str, column: ColumnDef | None, part: str, policy: FilterPolicy = TRUSTED
+    ) -> None:
+        self.table, self.column, self.part, self.policy = table, column, part, policy
 
     def error(self, reason: str) -> FilterError:
         return FilterError(
@@ -167,96 +267,280 @@ class _Conv:
             operator=self.part.rsplit(".", 1)[-1],
         )
 
-    def scalar(self, tp: Any = None) -> Converter:
-        """A value of the column's type (converted from JSON-ish input when needed)."""
+    # -- one value of the column's type ---------------------------------------------------------
+
+    def scalar(self) -> Converter:
+        """A value of the column's type, strictly: what the README's filter section allows."""
         column = self.column
         assert column is not None
-        tp = tp if tp is not None else column.python_type
-        if column.kind == "json" and tp is column.python_type:
+        if column.kind == "json":
             return self.json()
-        enum = column.kind == "enum" and tp is column.python_type
-        error = self.error
-
-        def convert(value: Any) -> Any:
-            if type(value) is not tp:
-                try:
-                    value = msgspec.convert(value, tp, strict=False)
-                except msgspec.ValidationError as exc:
-                    raise error(f"{value!r} does not fit the column: {exc}") from None
-            return value.value if enum else value
-
-        return convert
+        if column.kind == "array":
+            (item,) = get_args(column.python_type) or (Any,)
+            item_type, nullable = _optional(item)
+            element = column.sql_type.partition("[")[0].strip()
+            return self.listing(self._value(item_type, element), allow_null=nullable)
+        return self._value(column.python_type, column.sql_type)
 
     def as_is(self) -> type | None:
-        """The type whose values `scalar()` returns unchanged (None: it always converts)."""
+        """The type whose values `scalar()` returns unchanged (None: it always checks)."""
         column = self.column
         assert column is not None
         tp = column.python_type
-        if column.kind in ("json", "enum", "array") or not isinstance(tp, type):
-            return None
-        return tp
+        if column.kind == "scalar" and tp in (bool, float, UUID, date, time, timedelta, bytes):
+            return tp  # type: ignore[no-any-return]
+        return None
+
+    def _value(self, tp: Any, sql_type: str) -> Converter:
+        """The strict converter of one value of Python type `tp` (SQL type `sql_type`)."""
+        error = self.error
+        if get_origin(tp) is Literal:
+            return self._literal(get_args(tp))
+        if isinstance(tp, type) and issubclass(tp, enum.Enum):
+            return self._enum(tp)
+        expected = _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
+
+        def refuse(value: Any, detail: str | None = None) -> FilterError:
+            return error(detail or f"expects {expected}, got {_json_kind(value)} {shown(value)}")
+
+        if tp is int:
+            bits = _INT_BITS.get(_base_type(sql_type).strip().lower(), 64)
+            low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+            def integer(value: Any) -> Any:
+                if type(value) is int and low <= value <= high:
+                    return value
+                if type(value) is int:
+                    raise refuse(value, f"{shown(value)} is out of range for {sql_type}")
+                raise refuse(value)
+
+            return integer
+        if tp is str:
+            limit = self.policy.max_string
+
+            def text(value: Any) -> Any:
+                if type(value) is not str:
+                    raise refuse(value)
+                return self._checked_text(value, limit)
+
+            return text
+        if tp is bool:
+
+            def boolean(value: Any) -> Any:
+                if type(value) is bool:
+                    return value
+                raise refuse(value)
+
+            return boolean
+        if tp is float:
+
+            def number(value: Any) -> Any:
+                if type(value) is float:
+                    return value
+                if type(value) is int:
+                    try:
+                        return float(value)
+                    except OverflowError:
+                        raise refuse(value, f"{shown(value)} is out of range for {sql_type}") from None
+                raise refuse(value)
+
+            return number
+        if tp is Decimal:
+            return self._decimal(refuse)
+        parse = _PARSED_FROM_TEXT.get(tp)
+        if parse is not None:
+            naive = tp is datetime and "without time zone" in sql_type
+            target = datetime if naive else parse
+
+            def parsed(value: Any) -> Any:
+                kind = type(value)
+                if kind is tp:
+                    if tp is datetime and not naive and value.tzinfo is None:
+                        raise refuse(value, "a timestamp needs an offset (UTC: add Z)")
+                    return value
+                if kind is str and len(value) <= 1000:
+                    try:
+                        return msgspec.convert(value, target)
+                    except msgspec.ValidationError as exc:
+                        raise refuse(value, f"{shown(value)} is not {expected}: {exc}") from None
+                raise refuse(value)
+
+            return parsed
+        return self._any(tp)  # pragma: no cover - every column type is covered above
+
+    def _checked_text(self, value: str, limit: int) -> str:
+        if len(value) > limit:
+            raise self.error(f"a string of {len(value)} characters, more than {limit}")
+        if "\x00" in value or not value.isascii():
+            problem = text_problem(value)
+            if problem is not None:
+                raise self.error(problem)
+        return value
+
+    def _decimal(self, refuse: Callable[..., FilterError]) -> Converter:
+        def decimal(value: Any) -> Any:
+            kind = type(value)
+            if kind is Decimal:
+                if value.is_finite():
+                    return value
+                raise refuse(value, f"{value} is not a finite number")
+            if kind is int:
+                return value
+            if kind is float:
+                if math.isfinite(value):
+                    return Decimal(repr(value))
+                raise refuse(value, f"{value} is not a finite number")
+            if kind is str and len(value) <= 200 and _DECIMAL_TEXT.fullmatch(value):
+                try:
+                    return Decimal(value)
+                except InvalidOperation:  # pragma: no cover - the pattern is a valid Decimal
+                    pass
+            raise refuse(value)
+
+        return decimal
+
+    def _literal(self, allowed: tuple[Any, ...]) -> Converter:
+        kind = type(allowed[0])
+        error = self.error
+
+        def literal(value: Any) -> Any:
+            if type(value) is kind and value in allowed:
+                return value
+            raise error(f"{shown(value)} is not one of {', '.join(map(repr, allowed))}")
+
+        return literal
+
+    def _enum(self, enum_type: Any) -> Converter:
+        members = {member.value: member.value for member in enum_type}
+        kind = type(next(iter(members)))
+        error = self.error
+
+        def enum_value(value: Any) -> Any:
+            if isinstance(value, enum_type):
+                return value.value
+            if type(value) is kind and value in members:
+                return value
+            raise error(f"{shown(value)} is not one of {', '.join(map(repr, members))}")
+
+        return enum_value
+
+    def _any(self, tp: Any) -> Converter:  # pragma: no cover - see _value
+        error = self.error
+
+        def convert(value: Any) -> Any:
+            try:
+                return msgspec.convert(value, tp)
+            except msgspec.ValidationError as exc:
+                raise error(f"{shown(value)} does not fit the column: {exc}") from None
+
+        return convert
+
+    # -- jsonb ------------------------------------------------------------------------------------
 
     def json(self) -> Converter:
         """Any JSON value, sent as text and cast to jsonb."""
         encode = msgspec.json.encode
         error = self.error
+        limit = self.policy.max_string
 
         def convert(value: Any) -> str:
             try:
-                return encode(value).decode()
-            except (TypeError, msgspec.EncodeError) as exc:
-                raise error(f"not a JSON value: {exc}") from None
+                text = encode(value).decode()
+            except (TypeError, ValueError, OverflowError, RecursionError, msgspec.EncodeError):
+                raise error(f"not a JSON value: {shown(value)}") from None
+            if len(text) > limit:
+                raise error(f"a JSON value of {len(text)} characters, more than {limit}")
+            problem = json_text_problem(text)
+            if problem is not None:
+                raise error(problem)
+            return text
 
         return convert
 
-    def text(self) -> Converter:
+    def json_number(self) -> Converter:
+        """A JSON number compared as numeric (5 = 5.0); NaN and Infinity refused."""
         error = self.error
 
-        def convert(value: Any) -> str:
+        def convert(value: Any) -> Any:
+            kind = type(value)
+            if kind is int:
+                return value
+            if (kind is float and math.isfinite(value)) or (kind is Decimal and value.is_finite()):
+                return value
+            raise error(f"expects a finite number, got {shown(value)}")
+
+        return convert
+
+    def json_string(self) -> Converter:
+        limit = self.policy.max_string
+        error = self.error
+
+        def convert(value: Any) -> Any:
             if type(value) is not str:
-                raise error(f"expects a string pattern, got {value!r}")
+                raise error(f"expects a string, got {_json_kind(value)}")
+            return self._checked_text(value, limit)
+
+        return convert
+
+    def json_boolean(self) -> Converter:
+        error = self.error
+
+        def convert(value: Any) -> Any:
+            if type(value) is not bool:
+                raise error(f"expects true or false, got {_json_kind(value)}")
             return value
 
         return convert
 
-    def listing(self, item: Converter) -> Converter:
+    # -- patterns, lists, pairs, keys -------------------------------------------------------------
+
+    def pattern(self, *, like: bool) -> Converter:
+        """A LIKE pattern (``\\`` escapes ``%``, ``_`` and ``\\``) or a regular expression."""
         error = self.error
+        limit = self.policy.max_string
+
+        def convert(value: Any) -> str:
+            if type(value) is not str:
+                raise error(f"expects a string pattern, got {_json_kind(value)} {shown(value)}")
+            text: str = self._checked_text(value, limit)
+            if like and text.endswith("\\") and (len(text) - len(text.rstrip("\\"))) % 2:
+                raise error(
+                    "a LIKE pattern cannot end with a lone backslash: \\ escapes %, _ and \\ "
+                    "(write \\\\ for a backslash)"
+                )
+            return text
+
+        return convert
+
+    def listing(self, item: Converter, *, allow_null: bool = False) -> Converter:
+        error = self.error
+        limit = self.policy.max_list
 
         def convert(value: Any) -> list[Any]:
             if type(value) is not list and type(value) is not tuple:
-                raise error(f"expects a list, got {value!r}")
-            return [item(v) for v in value]
+                raise error(f"expects a list, got {_json_kind(value)} {shown(value)}")
+            if len(value) > limit:
+                raise error(f"a list of {len(value)} items, more than {limit}")
+            if not allow_null and None in value:
+                raise error(
+                    'null in a list never matches: test for null with {"col": null} or '
+                    '{"col": {"neq": null}}'
+                )
+            return [None if v is None else item(v) for v in value]
 
         return convert
 
     def pair(self, item: Converter, index: int) -> Converter:
-        error = self.error
-
-        def convert(value: Any) -> Any:
-            if type(value) not in (list, tuple) or len(value) != 2:
-                raise error(f"expects a list of two values [low, high], got {value!r}")
-            return item(value[index])
-
-        return convert
-
-    def bound(self, index: int) -> Converter:
-        """One end (0: low, 1: high) of a column's ``between`` value ``[low, high]``.
-
-        One call per placeholder: the pair's shape is checked here and a value already of the
-        column's type is taken as it is (the hot path: a repeated shape costs only this).
-        """
-        column = self.column
-        assert column is not None
-        tp = column.python_type
-        item = self.scalar()
-        as_is = column.kind not in ("json", "enum")
+        """One end (0: low, 1: high) of a ``between`` value ``[low, high]``."""
         error = self.error
 
         def convert(value: Any) -> Any:
             if (type(value) is not list and type(value) is not tuple) or len(value) != 2:
-                raise error(f"expects a list of two values [low, high], got {value!r}")
+                raise error(f"expects a list of two values [low, high], got {shown(value)}")
             end = value[index]
-            return end if as_is and type(end) is tp else item(end)
+            if end is None:
+                raise error("between takes two values, not null: use gte or lte for one end")
+            return item(end)
 
         return convert
 
@@ -269,7 +553,7 @@ class _Conv:
             if type(value) not in (list, tuple) or len(value) != size:
                 raise FilterError(
                     f"the primary key is ({', '.join(key)}): pass a tuple of {size} values, "
-                    f"got {value!r}",
+                    f"got {shown(value)}",
                     table=table,
                     part="id",
                 )
@@ -278,12 +562,40 @@ class _Conv:
         return convert
 
 
+def _optional(tp: Any) -> tuple[Any, bool]:
+    """(`tp` without ``None``, whether it admitted ``None``) for an array's item type."""
+    args = get_args(tp)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else Any), True
+    return tp, False
+
+
 _COMPARE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 _TEXT = {"like": "LIKE", "nlike": "NOT LIKE", "ilike": "ILIKE", "nilike": "NOT ILIKE"}
 _REGEX = {"regexp": "~", "iregexp": "~*"}
 _ORDER = re.compile(
     r"\s*([A-Za-z_][A-Za-z0-9_]*)(?:\s+(ASC|DESC))?(?:\s+NULLS\s+(FIRST|LAST))?\s*", re.I
 )
+
+# How a jsonb path condition reads the stored value for each JSON type of the filter value:
+# stored values of another type read as NULL, so they match no operator (neq and nin included).
+_JSON_READ = {
+    "number": ("(CASE WHEN jsonb_typeof({0}) = 'number' THEN ({0})::numeric END)", "numeric"),
+    "string": ("(CASE WHEN jsonb_typeof({0}) = 'string' THEN {0} #>> '{{}}' END)", "text"),
+    "boolean": ("(CASE WHEN jsonb_typeof({0}) = 'boolean' THEN ({0})::boolean END)", "boolean"),
+    "object": ("(CASE WHEN jsonb_typeof({0}) = 'object' THEN {0} END)", "jsonb"),
+    "array": ("(CASE WHEN jsonb_typeof({0}) = 'array' THEN {0} END)", "jsonb"),
+}
+_JSON_OPERATORS = {
+    "number": {"eq", "neq", "gt", "gte", "lt", "lte", "between", "inq", "nin"},
+    "string": {"eq", "neq", "gt", "gte", "lt", "lte", "between", "inq", "nin", *_TEXT, *_REGEX},
+    "boolean": {"eq", "neq", "inq", "nin"},
+    "object": {"eq", "neq", "contains"},
+    "array": {"eq", "neq", "contains"},
+}
+
+Use = Literal["filter", "order", "fields"]
 
 
 class Compiler:
@@ -296,92 +608,154 @@ class Compiler:
         self.columns = table.columns
         self.pk = tuple(table.by_name[n] for n in table.primary_key)
         self.soft = table.soft_delete_column
-        self.full_decoder: RowDecoder[Any] = RowDecoder(table.row_type, self.columns, self.columns)
-        self.returning = " RETURNING " + ", ".join(self._select_sql(c) for c in self.columns)
+        self._returning: dict[FilterPolicy, tuple[str, RowDecoder[Any]]] = {}
 
     # -- names -------------------------------------------------------------------------------------
 
-    def column(self, name: Any, part: str) -> ColumnDef:
-        """The column a filter names (field or SQL name); `FilterError` naming `part` if none."""
+    def column(
+        self, name: Any, part: str, *, policy: FilterPolicy = TRUSTED, use: Use = "filter"
+    ) -> ColumnDef:
+        """The column a filter names (field or SQL name); `FilterError` naming `part` if none.
+
+        Under a client policy, hidden columns and columns the policy does not open for `use`
+        are answered exactly as columns that do not exist.
+        """
         found = None
         if type(name) is str:
             found = self.table.by_field.get(name) or self.table.by_name.get(name)
+        if found is not None and policy.client and not self._open(found, policy, use):
+            found = None
         if found is None:
             hint = ""
             if part == f"where.{name}" and name in _FILTER_KEYS:
                 # count / exists / update_all / delete_all take the where part only
                 hint = f"; {name!r} is a filter key: this method takes a where dict, not a filter"
+            known = ", ".join(c.name for c in self.columns if self._open(c, policy, use))
             raise FilterError(
-                f"unknown column {name!r} (columns: {', '.join(self.table.by_name)}){hint}",
+                f"unknown column {shown(name)} (columns: {known}){hint}",
                 table=self.name,
                 part=part,
             )
         return found
 
     @staticmethod
+    def _open(column: ColumnDef, policy: FilterPolicy, use: Use) -> bool:
+        """Whether `policy` lets a filter name `column` for `use` (trusted: every column)."""
+        if not policy.client:
+            return True
+        if column.hidden:
+            return False
+        allowed = policy.allowed(use)
+        if allowed is None:
+            return True
+        if column.field in allowed or column.name in allowed:
+            return True
+        # "metadata.plan" in the filter list opens the jsonb column for those paths only
+        return use == "filter" and column.kind == "json" and _has_path_entry(allowed, column)
+
+    @staticmethod
     def _select_sql(column: ColumnDef) -> str:
         # jsonb as text: decoded by msgspec, typed, a whole column at a time (see rows.py).
         return _quote(column.name) + ("::text" if column.kind == "json" else "")
 
-    def _selected(self, fields: tuple[str, ...] | None) -> list[ColumnDef]:
+    def selection(self, policy: FilterPolicy = TRUSTED) -> tuple[ColumnDef, ...]:
+        """The columns a statement returns when the caller names none: every column that is
+        not hidden (and, under a client policy with ``fields``, only those)."""
+        if not policy.client:
+            return self.table.visible_columns
+        return tuple(c for c in self.table.visible_columns if self._open(c, policy, "fields"))
+
+    def returning(self, policy: FilterPolicy = TRUSTED) -> tuple[str, RowDecoder[Any]]:
+        """`` RETURNING ...`` of the policy's `selection`, and the decoder of its rows."""
+        found = self._returning.get(policy)
+        if found is None:
+            selected = self.selection(policy)
+            sql = " RETURNING " + ", ".join(self._select_sql(c) for c in selected)
+            found = self._returning[policy] = (sql, self._decoder(selected))
+        return found
+
+    def _decoder(self, selected: Sequence[ColumnDef]) -> RowDecoder[Any]:
+        return RowDecoder(self.table.row_type, self.columns, selected)
+
+    def _selected(
+        self, fields: tuple[str, ...] | None, policy: FilterPolicy
+    ) -> tuple[ColumnDef, ...]:
         if fields is None:
-            return list(self.columns)
-        chosen = {self.column(f, f"fields[{i}]").name for i, f in enumerate(fields)}
+            return self.selection(policy)
+        chosen = {
+            self.column(f, f"fields[{i}]", policy=policy, use="fields").name
+            for i, f in enumerate(fields)
+        }
         if not chosen:
             raise FilterError("fields selects no column", table=self.name, part="fields")
-        return [c for c in self.columns if c.name in chosen]
+        return tuple(c for c in self.columns if c.name in chosen)
 
     # -- where -------------------------------------------------------------------------------------
 
-    def where(self, key: tuple[Any, ...], slot: int, part: str = "where") -> tuple[Criterion, int]:
+    def where(
+        self,
+        key: tuple[Any, ...],
+        slot: int,
+        part: str = "where",
+        *,
+        policy: FilterPolicy = TRUSTED,
+    ) -> tuple[Criterion, int]:
         """The criterion for a where shape key whose values start at `slot`."""
-        terms = []
+        terms: list[Criterion] = []
         for item in key:
             if len(item) == 2:  # ("and" | "or", (subkey, ...))
                 logical, subkeys = item
                 subs = []
                 for i, subkey in enumerate(subkeys):
-                    criterion, slot = self.where(subkey, slot, f"{part}.{logical}[{i}]")
+                    criterion, slot = self.where(
+                        subkey, slot, f"{part}.{logical}[{i}]", policy=policy
+                    )
                     subs.append(criterion)
-                if logical == "and":
-                    terms.append(Criterion.all(subs))
-                elif not subs:
-                    terms.append(_Sql("FALSE"))  # an empty OR matches nothing
-                else:
-                    terms.append(Criterion.any(subs))
+                terms.append(_Junction("AND" if logical == "and" else "OR", subs))
                 continue
-            name, op, is_none = item
-            terms.append(self._condition(name, op, is_none, slot, part))
+            name, op, flag = item
+            terms.append(self._condition(name, op, flag, slot, part, policy))
             slot += 1
-        return Criterion.all(terms), slot
+        return _Junction("AND", terms), slot
 
-    def _condition(self, name: Any, op: Any, is_none: bool, slot: int, part: str) -> Criterion:
+    def _operator(self, op: Any, where: str, policy: FilterPolicy, column: ColumnDef) -> None:
+        if op in policy.operators:
+            return
+        if op in OPERATORS:
+            allowed = ", ".join(sorted(policy.operators))
+            reason = f"operator {op} is not allowed here (allowed: {allowed})"
+        else:
+            reason = f"unknown operator {shown(op)} (one of {', '.join(sorted(OPERATORS))})"
+        raise FilterError(
+            reason, table=self.name, part=where, field=column.field, operator=clip(str(op))
+        )
+
+    def _condition(
+        self, name: Any, op: Any, flag: Any, slot: int, part: str, policy: FilterPolicy
+    ) -> Criterion:
         here = f"{part}.{name}"
         if type(name) is str and name not in self.table.by_field and "." in name:
             base, *path = name.split(".")
-            column = self.column(base, here)
+            column = self.column(base, here, policy=policy)
             if column.kind != "json":
                 raise FilterError(
-                    f"{base!r} is not a jsonb column; paths need one", table=self.name, part=here
+                    f"{shown(base)} is not a jsonb column; paths need one",
+                    table=self.name,
+                    part=here,
                 )
+            if policy.client and not _path_open(policy, column, name):
+                self.column(name, here, policy=policy)  # raises as for an unknown column
             op = op or "eq"
-            return self._path_condition(column, path, op, is_none, slot, f"{here}.{op}")
-        column = self.column(name, here)
+            return self._path_condition(column, path, op, flag, slot, f"{here}.{op}", policy)
+        column = self.column(name, here, policy=policy)
         op = op or "eq"
         where = f"{here}.{op}"
-        if op not in OPERATORS:
-            raise FilterError(
-                f"unknown operator {op!r} (one of {', '.join(sorted(OPERATORS))})",
-                table=self.name,
-                part=where,
-                field=column.field,
-                operator=str(op),
-            )
+        self._operator(op, where, policy, column)
         col = _Ident(column.name)
-        conv = _Conv(self.name, column, where)
+        conv = _Conv(self.name, column, where, policy)
         cast = _base_type(column.sql_type)
         kind = column.kind
-        if is_none:
+        if flag:  # the value is None
             if op == "eq":
                 return _Sql("{0} IS NULL", col)
             if op == "neq":
@@ -389,107 +763,150 @@ class Compiler:
             raise conv.error("null only works with eq / neq (IS NULL / IS NOT NULL)")
         if kind == "json":
             value = _Param(slot, conv.json(), "jsonb")
-            templates = {
-                "eq": "{0} = {1}",
-                "neq": "{0} IS DISTINCT FROM {1}",
-                "contains": "{0} @> {1}",
-            }
+            templates = {"eq": "{0} = {1}", "neq": "{0} <> {1}", "contains": "{0} @> {1}"}
             if op not in templates:
                 raise conv.error(f"operator {op} does not apply to a jsonb column; use a path")
             return _Sql(templates[op], col, value)
         if kind == "array":
             whole = _Param(slot, conv.scalar(), cast)
-            if op == "contains":
-                return _Sql("{0} @> {1}", col, whole)
-            if op == "overlaps":
-                return _Sql("{0} && {1}", col, whole)
-            if op == "eq":
-                return _Sql("{0} = {1}", col, whole)
-            if op == "neq":
-                return _Sql("{0} IS DISTINCT FROM {1}", col, whole)
-            raise conv.error(f"operator {op} does not apply to an array column")
-        if op == "eq":
-            return _Sql("{0} = {1}", col, _Param(slot, conv.scalar(), cast, conv.as_is()))
-        if op == "neq":
+            templates = {
+                "eq": "{0} = {1}",
+                "neq": "{0} <> {1}",
+                "contains": "{0} @> {1}",
+                "overlaps": "{0} && {1}",
+            }
+            if op not in templates:
+                raise conv.error(f"operator {op} does not apply to an array column")
+            return _Sql(templates[op], col, whole)
+        if op in ("eq", "neq") or op in _COMPARE:
+            sql_op = {"eq": "=", "neq": "<>", **_COMPARE}[op]
             return _Sql(
-                "{0} IS DISTINCT FROM {1}", col, _Param(slot, conv.scalar(), cast, conv.as_is())
-            )
-        if op in _COMPARE:
-            return _Sql(
-                "{0} " + _COMPARE[op] + " {1}",
-                col,
-                _Param(slot, conv.scalar(), cast, conv.as_is()),
+                "{0} " + sql_op + " {1}", col, _Param(slot, conv.scalar(), cast, conv.as_is())
             )
         if op == "between":
-            low, high = _Param(slot, conv.bound(0), cast), _Param(slot, conv.bound(1), cast)
+            item = conv.scalar()
+            low, high = (
+                _Param(slot, conv.pair(item, 0), cast),
+                _Param(slot, conv.pair(item, 1), cast),
+            )
             return _Sql("{0} BETWEEN {1} AND {2}", col, low, high)
-        if op == "inq":
-            return _Sql(
-                "{0} = ANY({1})", col, _Param(slot, conv.listing(conv.scalar()), cast + "[]")
-            )
-        if op == "nin":
-            return _Sql(
-                "{0} <> ALL({1})", col, _Param(slot, conv.listing(conv.scalar()), cast + "[]")
-            )
+        if op in ("inq", "nin"):
+            values = _Param(slot, conv.listing(conv.scalar()), cast + "[]")
+            if op == "inq":
+                return _Sql("{0} = ANY({1})", col, values)
+            # NULL matches only null tests, and an empty nin is every non-NULL row
+            return _Sql("({0} IS NOT NULL AND {0} <> ALL({1}))", col, values)
         if op in _TEXT or op in _REGEX:
             if column.python_type is not str:
                 raise conv.error(f"operator {op} needs a text column")
             sql_op = _TEXT.get(op) or _REGEX[op]
-            return _Sql("{0} " + sql_op + " {1}", col, _Param(slot, conv.text(), "text", str))
+            pattern = conv.pattern(like=op in _TEXT)
+            return _Sql("{0} " + sql_op + " {1}", col, _Param(slot, pattern, "text"))
         raise conv.error(f"operator {op} does not apply to this column")
 
     def _path_condition(
-        self, column: ColumnDef, path: list[str], op: Any, is_none: bool, slot: int, where: str
+        self,
+        column: ColumnDef,
+        path: list[str],
+        op: Any,
+        json_type: str,
+        slot: int,
+        where: str,
+        policy: FilterPolicy,
     ) -> Criterion:
-        if op not in OPERATORS:
-            raise FilterError(
-                f"unknown operator {op!r} (one of {', '.join(sorted(OPERATORS))})",
-                table=self.name,
-                part=where,
-            )
-        conv = _Conv(self.name, column, where)
+        self._operator(op, where, policy, column)
+        conv = _Conv(self.name, column, where, policy)
         if not all(path):
             raise conv.error("empty segment in jsonb path")
+        for segment in path:
+            problem = text_problem(segment)
+            if problem is not None:
+                raise conv.error(f"jsonb path: {problem}")
         col = _Ident(column.name)
         # The path is a parameter too (text[]): nothing from the filter is spliced into SQL.
-        path_param = _Param(slot, _const(list(path)), "text[]")
-        node = _Sql("({0} #> {1})", col, path_param)
-        if is_none:
-            if op == "eq":
+        node = _Sql("({0} #> {1})", col, _Param(slot, _const(list(path)), "text[]"))
+        if json_type == "null":
+            if op == "eq":  # a JSON null or no value at all
                 return _Sql("COALESCE({0}, 'null'::jsonb) = 'null'::jsonb", node)
             if op == "neq":
                 return _Sql("COALESCE({0}, 'null'::jsonb) <> 'null'::jsonb", node)
             raise conv.error("null only works with eq / neq")
-        value = _Param(slot, conv.json(), "jsonb")
-        if op == "eq":
-            return _Sql("{0} = {1}", node, value)
-        if op == "neq":
-            return _Sql("{0} IS DISTINCT FROM {1}", node, value)
-        if op in _COMPARE:
-            return _Sql("{0} " + _COMPARE[op] + " {1}", node, value)
-        if op == "contains":
-            return _Sql("{0} @> {1}", node, value)
-        if op == "between":
-            item = conv.json()
-            low, high = (
-                _Param(slot, conv.pair(item, 0), "jsonb"),
-                _Param(slot, conv.pair(item, 1), "jsonb"),
+        if json_type == "empty":  # an empty inq / nin list
+            if op == "inq":
+                return _Sql("FALSE")
+            if op == "nin":
+                return _Sql("COALESCE({0}, 'null'::jsonb) <> 'null'::jsonb", node)
+            raise conv.error("expects a list of two values [low, high], got []")
+        if json_type not in _JSON_READ:
+            raise conv.error("expects a JSON value (null, boolean, number, string, object, array)")
+        if op not in _JSON_OPERATORS[json_type]:
+            raise conv.error(
+                f"operator {op} does not apply to a JSON {json_type} "
+                f"(for a {json_type}: {', '.join(sorted(_JSON_OPERATORS[json_type]))})"
             )
-            return _Sql("{0} BETWEEN {1} AND {2}", node, low, high)
-        if op == "inq":
-            return _Sql("{0} = ANY({1})", node, _Param(slot, conv.listing(conv.json()), "jsonb[]"))
-        if op == "nin":
-            return _Sql("{0} <> ALL({1})", node, _Param(slot, conv.listing(conv.json()), "jsonb[]"))
-        if op in _TEXT or op in _REGEX:
-            text_node = _Sql("({0} #>> {1})", col, path_param)
-            sql_op = _TEXT.get(op) or _REGEX[op]
-            return _Sql("{0} " + sql_op + " {1}", text_node, _Param(slot, conv.text(), "text", str))
-        raise conv.error(f"operator {op} does not apply to a jsonb path")
+        read, cast = _JSON_READ[json_type]
+        typed = _Sql(read, node)
+        item: Converter = {
+            "number": conv.json_number,
+            "string": conv.json_string,
+            "boolean": conv.json_boolean,
+        }.get(json_type, conv.json)()
+        if op in ("eq", "neq") or op in _COMPARE:
+            sql_op = {"eq": "=", "neq": "<>", **_COMPARE}[op]
+            return _Sql("{0} " + sql_op + " {1}", typed, _Param(slot, item, cast))
+        if op == "contains":
+            return _Sql("{0} @> {1}", typed, _Param(slot, item, "jsonb"))
+        if op == "between":
+            low, high = (
+                _Param(slot, conv.pair(item, 0), cast),
+                _Param(slot, conv.pair(item, 1), cast),
+            )
+            return _Sql("{0} BETWEEN {1} AND {2}", typed, low, high)
+        if op in ("inq", "nin"):
+            values = _Param(slot, conv.listing(item), cast + "[]")
+            if op == "inq":
+                return _Sql("{0} = ANY({1})", typed, values)
+            return _Sql("({0} IS NOT NULL AND {0} <> ALL({1}))", typed, values)
+        sql_op = _TEXT.get(op) or _REGEX[op]  # a string's text only (see _JSON_OPERATORS)
+        pattern = conv.pattern(like=op in _TEXT)
+        return _Sql("{0} " + sql_op + " {1}", typed, _Param(slot, pattern, "text"))
 
-    def _scope(self, criterion: Criterion, live: bool) -> Criterion:
+    def _restriction(
+        self,
+        slot: int,
+        *,
+        by_id: bool,
+        scope: tuple[str, ...],
+        where_key: tuple[Any, ...] | None,
+        live: bool,
+        policy: FilterPolicy,
+        deleted: bool = False,
+    ) -> tuple[Criterion | None, int]:
+        """The WHERE of a statement: the primary key (one slot), the scope (a slot per column),
+        the where clause (its slots), the soft-delete test; all ANDed. The client's where is
+        one parenthesized term, so nothing in it (a top-level ``or``) widens the rest."""
+        terms: list[Criterion] = []
+        if by_id:
+            criterion, slot = self._pk_criterion(slot)
+            terms.append(criterion)
+        for field in scope:
+            column = self.table.by_field[field]
+            conv = _Conv(self.name, column, f"scope.{field}")
+            param = _Param(slot, conv.scalar(), _base_type(column.sql_type), conv.as_is())
+            terms.append(_Sql("{0} = {1}", _Ident(column.name), param))
+            slot += 1
+        if where_key:
+            criterion, slot = self.where(where_key, slot, policy=policy)
+            terms.append(criterion)
         if live and self.soft is not None:
-            return criterion & _Sql("{0} IS NULL", _Ident(self.soft.name))
-        return criterion
+            terms.append(_Sql("{0} IS NULL", _Ident(self.soft.name)))
+        if deleted and self.soft is not None:
+            terms.append(_Sql("{0} IS NOT NULL", _Ident(self.soft.name)))
+        if not terms:
+            return None, slot
+        if len(terms) == 1 and isinstance(terms[0], _Junction):
+            terms[0].outer = True  # the where clause alone: no parentheses around it
+        return _Junction("AND", terms, outer=True), slot
 
     def _pk_criterion(self, slot: int, part: str = "id") -> tuple[Criterion, int]:
         """``pk = %s`` (one value slot; a composite key's value is a tuple in key order)."""
@@ -501,45 +918,64 @@ class Compiler:
         key = tuple(c.field for c in self.pk)
         terms = []
         for i, column in enumerate(self.pk):
-            conv = _Conv(self.name, column, part).scalar()
-            as_is = _Conv(self.name, column, part).as_is()
+            conv = _Conv(self.name, column, part)
+            convert, as_is = conv.scalar(), conv.as_is()
             if len(self.pk) > 1:
-                conv = _Conv(self.name, column, part).key_part(conv, i, key)
+                convert = conv.key_part(convert, i, key)
                 as_is = None  # the value is the whole key tuple
             terms.append(
                 _Sql(
                     "{0} = {1}",
                     _Ident(column.name),
-                    _Param(slot, conv, _base_type(column.sql_type), as_is),
+                    _Param(slot, convert, _base_type(column.sql_type), as_is),
                 )
             )
-        return Criterion.all(terms), slot + 1
+        return _Junction("AND", terms), slot + 1
 
-    def _order(self, order: tuple[str, ...]) -> list[_Sql]:
+    def _order(self, order: tuple[str, ...], policy: FilterPolicy) -> list[_Sql]:
+        if len(order) > len(self.columns):
+            raise FilterError(
+                f"order names {len(order)} keys; the table has {len(self.columns)} columns",
+                table=self.name,
+                part="order",
+            )
         out = []
         for i, text in enumerate(order):
             if type(text) is not str:  # split_filter passes lists of names through unchecked
                 raise FilterError(
                     "order must be a list of column names", table=self.name, part="order"
                 )
-            match = _ORDER.fullmatch(text)
+            match = _ORDER.fullmatch(text) if len(text) <= 200 else None
             if match is None:
                 raise FilterError(
-                    f"cannot read {text!r}: use 'column [ASC|DESC] [NULLS FIRST|LAST]'",
+                    f"cannot read {shown(text)}: use 'column [ASC|DESC] [NULLS FIRST|LAST]'",
                     table=self.name,
                     part=f"order[{i}]",
                 )
-            column = self.column(match.group(1), f"order[{i}]")
+            column = self.column(match.group(1), f"order[{i}]", policy=policy, use="order")
             sql = "{0} " + (match.group(2) or "ASC").upper()
             if match.group(3):
                 sql += " NULLS " + match.group(3).upper()
             out.append(_Sql(sql, _Ident(column.name)))
         return out
 
+    @staticmethod
+    def _patterns(where_key: tuple[Any, ...] | None, part: str = "where") -> tuple[str, ...]:
+        """The parts of a where shape that hold regular expressions."""
+        found: list[str] = []
+        for item in where_key or ():
+            if len(item) == 2:
+                for i, sub in enumerate(item[1]):
+                    found += Compiler._patterns(sub, f"{part}.{item[0]}[{i}]")
+            elif item[1] in _REGEX:
+                found.append(f"{part}.{item[0]}.{item[1]}")
+        return tuple(found)
+
     # -- statements --------------------------------------------------------------------------------
 
     def select(
         self,
+        *,
         where_key: tuple[Any, ...] | None,
         fields: tuple[str, ...] | None,
         order: tuple[str, ...] | None,
@@ -547,25 +983,23 @@ class Compiler:
         has_offset: bool,
         lock: Lock | None,
         live: bool,
-        *,
         by_id: bool = False,
+        policy: FilterPolicy = TRUSTED,
+        scope: tuple[str, ...] = (),
     ) -> Compiled:
-        """SELECT for a filter shape. Values: ``[id]`` if `by_id`, where values, limit, offset."""
-        selected = self._selected(fields)
-        slot = 0
-        criterion: Criterion = EmptyCriterion()
-        if by_id:
-            criterion, slot = self._pk_criterion(slot)
-        if where_key:
-            extra, slot = self.where(where_key, slot)
-            criterion = criterion & extra
-        criterion = self._scope(criterion, live)
+        """SELECT for a filter shape. Values: ``[id]`` if `by_id`, the scope's values, where
+        values, limit, offset."""
+        selected = self._selected(fields, policy)
+        criterion, slot = self._restriction(
+            0, by_id=by_id, scope=scope, where_key=where_key, live=live, policy=policy
+        )
         query = PostgreSQLQuery.from_(self.ptable).select(
             *(_Sql(self._select_sql(c)) for c in selected)
         )
-        query = query.where(criterion)
+        if criterion is not None:
+            query = query.where(criterion)
         if order:
-            for term in self._order(order):
+            for term in self._order(order, policy):
                 query = query.orderby(term)
         tail: list[Any] = []
         if has_limit:
@@ -580,46 +1014,55 @@ class Compiler:
             return query.get_sql() + "".join(t.get_sql() for t in tail) + lock_sql
 
         sql, plan = _render(build)
-        decoder = (
-            self.full_decoder
-            if fields is None
-            else RowDecoder(self.table.row_type, self.columns, selected)
-        )
-        return Compiled(sql, plan, decoder)
+        return Compiled(sql, plan, self._decoder(selected), self._patterns(where_key))
 
-    def aggregate(self, where_key: tuple[Any, ...] | None, live: bool, what: str) -> Compiled:
+    def aggregate(
+        self,
+        *,
+        where_key: tuple[Any, ...] | None,
+        live: bool,
+        what: Literal["count", "exists"],
+        policy: FilterPolicy = TRUSTED,
+        scope: tuple[str, ...] = (),
+    ) -> Compiled:
         """``count``: SELECT count(*); ``exists``: SELECT EXISTS (SELECT 1 ...)."""
-        criterion: Criterion = EmptyCriterion()
-        if where_key:
-            criterion, _ = self.where(where_key, 0)
-        criterion = self._scope(criterion, live)
-        query = (
-            PostgreSQLQuery.from_(self.ptable)
-            .select(_Sql("1" if what == "exists" else "count(*)"))
-            .where(criterion)
+        criterion, _ = self._restriction(
+            0, by_id=False, scope=scope, where_key=where_key, live=live, policy=policy
         )
+        query = PostgreSQLQuery.from_(self.ptable).select(
+            _Sql("1" if what == "exists" else "count(*)")
+        )
+        if criterion is not None:
+            query = query.where(criterion)
 
         def build() -> str:
             sql = query.get_sql()
             return f"SELECT EXISTS ({sql})" if what == "exists" else sql
 
         sql, plan = _render(build)
-        return Compiled(sql, plan, None)
+        return Compiled(sql, plan, None, self._patterns(where_key))
 
     def _value_param(self, column: ColumnDef, slot: int) -> _Param:
-        conv = _write_converter(column)
+        conv = _write_converter(column, table=self.name)
         cast = "jsonb" if column.kind == "json" else _base_type(column.sql_type)
         return _Param(slot, conv, cast)
 
     def insert(
         self,
         fields: tuple[str, ...],
+        *,
         conflict: tuple[str, ...] | None = None,
         update: tuple[str, ...] | None = None,
         live_reset: bool = False,
+        policy: FilterPolicy = TRUSTED,
+        scope: tuple[str, ...] = (),
     ) -> Compiled:
         """INSERT of the given fields (values in that order) RETURNING the row; with `conflict`,
-        an upsert: ON CONFLICT (conflict) DO UPDATE SET update (DO NOTHING when empty)."""
+        an upsert: ON CONFLICT (conflict) DO UPDATE SET update (DO NOTHING when empty).
+
+        With a `scope`, the DO UPDATE only touches a row of the same scope: a conflict with
+        another scope's row updates nothing (and returns no row).
+        """
         columns = [self.table.by_field[f] for f in fields]
         query = (
             PostgreSQLQuery.into(self.ptable)
@@ -643,10 +1086,17 @@ class Compiler:
                 if live_reset and self.soft is not None:
                     sets.append(f"{_quote(self.soft.name)} = NULL")
                 suffix += " DO UPDATE SET " + ", ".join(sets)
+                if scope:
+                    same = [
+                        f"{self.table.sql_name}.{_quote(n)} = EXCLUDED.{_quote(n)}"
+                        for n in (self.table.by_field[f].name for f in scope)
+                    ]
+                    suffix += " WHERE " + " AND ".join(same)
             else:
                 suffix += " DO NOTHING"
-        sql, plan = _render(lambda: query.get_sql() + suffix + self.returning)
-        return Compiled(sql, plan, self.full_decoder)
+        returning, decoder = self.returning(policy)
+        sql, plan = _render(lambda: query.get_sql() + suffix + returning)
+        return Compiled(sql, plan, decoder)
 
     def _conflict_target(self, targets: list[ColumnDef]) -> str:
         """``ON CONFLICT (cols)`` for the key, unique constraint or unique index on exactly these
@@ -683,7 +1133,7 @@ class Compiler:
         """
         return all(self.table.by_field[f].kind != "array" for f in fields)
 
-    def insert_many(self, fields: tuple[str, ...]) -> Compiled:
+    def insert_many(self, fields: tuple[str, ...], *, policy: FilterPolicy = TRUSTED) -> Compiled:
         """INSERT ... SELECT FROM unnest(one array parameter per column) RETURNING the rows: one
         statement whatever the number of rows. Value slot i holds column i's list of values.
 
@@ -696,20 +1146,21 @@ class Compiler:
         arrays = []
         for i, column in enumerate(columns):
             cast = ("jsonb" if column.kind == "json" else _base_type(column.sql_type)) + "[]"
-            arrays.append(_Param(i, _each(_write_converter(column)), cast))
+            arrays.append(_Param(i, _each(_write_converter(column, table=self.name)), cast))
         names = ", ".join(_quote(c.name) for c in columns)
         # Generated aliases (c0, c1, ..., n): declared names never meet the ordinality column.
         aliases = [f"c{i}" for i in range(len(columns))]
         source = _Sql("unnest(" + ", ".join(f"{{{i}}}" for i in range(len(arrays))) + ")", *arrays)
+        returning, decoder = self.returning(policy)
         sql, plan = _render(
             lambda: (
                 f"INSERT INTO {self.table.sql_name} ({names}) SELECT {', '.join(aliases)} FROM "
                 + source.get_sql()
                 + f" WITH ORDINALITY AS _nx({', '.join(aliases)}, n) ORDER BY n"
-                + self.returning
+                + returning
             )
         )
-        return Compiled(sql, plan, self.full_decoder)
+        return Compiled(sql, plan, decoder)
 
     def copy_sql(self, fields: tuple[str, ...]) -> str:
         """COPY ... FROM STDIN for these fields (bulk insert without RETURNING)."""
@@ -719,15 +1170,18 @@ class Compiler:
     def update(
         self,
         fields: tuple[str, ...],
+        *,
         where_key: tuple[Any, ...] | None,
         by_id: bool,
         live: bool,
         returning: bool,
-        *,
         raw_sets: tuple[tuple[str, str], ...] = (),
         require_deleted: bool = False,
+        policy: FilterPolicy = TRUSTED,
+        scope: tuple[str, ...] = (),
     ) -> Compiled:
-        """UPDATE setting `fields` (values first), then ``[id]`` if `by_id`, then where values.
+        """UPDATE setting `fields` (values first), then ``[id]`` if `by_id`, the scope's values,
+        then where values.
 
         Columns with ``on_update`` (``modified_at``) are always set; `raw_sets` adds fixed SQL
         assignments (``deleted_at = now()``) written by this library, never from input.
@@ -743,45 +1197,85 @@ class Compiler:
                 query = query.set(Field(column.name), _Sql(column.options.on_update))
         for name, expression in raw_sets:
             query = query.set(Field(name), _Sql(expression))
-        criterion: Criterion = EmptyCriterion()
-        if by_id:
-            criterion, slot = self._pk_criterion(slot)
-        if where_key:
-            extra, slot = self.where(where_key, slot)
-            criterion = criterion & extra
-        criterion = self._scope(criterion, live)
-        if require_deleted and self.soft is not None:
-            criterion = criterion & _Sql("{0} IS NOT NULL", _Ident(self.soft.name))
-        query = query.where(criterion)
-        suffix = self.returning if returning else ""
+        criterion, slot = self._restriction(
+            slot,
+            by_id=by_id,
+            scope=scope,
+            where_key=where_key,
+            live=live,
+            policy=policy,
+            deleted=require_deleted,
+        )
+        if criterion is not None:
+            query = query.where(criterion)
+        suffix, decoder = self.returning(policy) if returning else ("", None)
         sql, plan = _render(lambda: query.get_sql() + suffix)
-        return Compiled(sql, plan, self.full_decoder if returning else None)
+        return Compiled(sql, plan, decoder, self._patterns(where_key))
 
     def delete(
-        self, where_key: tuple[Any, ...] | None, by_id: bool, live: bool, returning: bool
+        self,
+        *,
+        where_key: tuple[Any, ...] | None,
+        by_id: bool,
+        live: bool,
+        returning: bool,
+        policy: FilterPolicy = TRUSTED,
+        scope: tuple[str, ...] = (),
     ) -> Compiled:
-        """DELETE (for real): ``[id]`` if `by_id`, then where values."""
-        slot = 0
-        criterion: Criterion = EmptyCriterion()
-        if by_id:
-            criterion, slot = self._pk_criterion(slot)
-        if where_key:
-            extra, slot = self.where(where_key, slot)
-            criterion = criterion & extra
-        criterion = self._scope(criterion, live)
-        query = PostgreSQLQuery.from_(self.ptable).delete().where(criterion)
-        suffix = self.returning if returning else ""
+        """DELETE (for real): ``[id]`` if `by_id`, the scope's values, then where values."""
+        criterion, _ = self._restriction(
+            0, by_id=by_id, scope=scope, where_key=where_key, live=live, policy=policy
+        )
+        query = PostgreSQLQuery.from_(self.ptable).delete()
+        if criterion is not None:
+            query = query.where(criterion)
+        suffix, decoder = self.returning(policy) if returning else ("", None)
         sql, plan = _render(lambda: query.get_sql() + suffix)
-        return Compiled(sql, plan, self.full_decoder if returning else None)
+        return Compiled(sql, plan, decoder, self._patterns(where_key))
 
 
-def _write_converter(column: ColumnDef) -> Converter:
-    """Validated insert/update values → what psycopg binds (jsonb as text, enums as values)."""
+def _has_path_entry(allowed: frozenset[str], column: ColumnDef) -> bool:
+    return any(entry.split(".", 1)[0] in (column.field, column.name) for entry in allowed)
+
+
+def _path_open(policy: FilterPolicy, column: ColumnDef, path: str) -> bool:
+    """Whether a client policy's ``filter`` list opens this jsonb path."""
+    allowed = policy.allowed("filter")
+    if allowed is None or column.field in allowed or column.name in allowed:
+        return True
+    rest = path.split(".", 1)[1]
+    for entry in allowed:
+        head, _, entry_rest = entry.partition(".")
+        if head in (column.field, column.name) and (
+            rest == entry_rest or rest.startswith(entry_rest + ".")
+        ):
+            return True
+    return False
+
+
+def _write_converter(column: ColumnDef, *, table: str | None = None) -> Converter:
+    """Validated insert/update values → what psycopg binds (jsonb as text, enums as values).
+
+    jsonb text that PostgreSQL would refuse (a NUL character in a string, a lone surrogate) is
+    a `ValidationError` naming the column, before anything is sent.
+    """
     if column.kind == "json":
         encode = msgspec.json.encode
+        from .errors import ValidationError
 
         def json_value(value: Any) -> Any:
-            return None if value is None else encode(value).decode()
+            if value is None:
+                return None
+            try:
+                text = encode(value).decode()
+            except (UnicodeError, ValueError, OverflowError) as exc:
+                raise ValidationError(
+                    f"cannot write the value as JSON: {exc}", table=table, field=column.field
+                ) from None
+            problem = json_text_problem(text)
+            if problem is not None:
+                raise ValidationError(problem, table=table, field=column.field)
+            return text
 
         return json_value
     if column.kind == "enum":

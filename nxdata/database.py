@@ -1,18 +1,32 @@
-"""`Database`: a psycopg connection pool with nxdata's settings (sync)."""
+# Generated from nxdata/database_async.py by nxdata/_async_to_sync.py: do not edit.
+"""The database handle: a psycopg connection pool with nxdata's settings, the one place that
+chooses connections, transaction-local settings, and the reset of connections that code of the
+caller's used. `Database` here; the sync `Database` (``database.py``) is generated from it.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from weakref import WeakSet
 
 import psycopg
 import psycopg_pool
 
-from ._connect import connection_failed, pool_options, pool_timeout, resolve_url
+from ._acompat import Lock
+from ._connect import (
+    changes_session,
+    check_settings,
+    connection_failed,
+    pool_options,
+    pool_timeout,
+    resolve_url,
+    set_config_sql,
+)
 from .config import database_url, redact
 from .embedded import EmbeddedPostgres
 from .errors import DatabaseClosed, TransactionError, map_database_error
@@ -20,6 +34,9 @@ from .transaction import Transaction, TransactionBlock, begin
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 _INERROR = psycopg.pq.TransactionStatus.INERROR
+
+Settings = tuple[tuple[str, str], ...]
+"""Transaction-local settings: (name, value) pairs, each applied with ``set_config(..., true)``."""
 
 __all__ = ["Database"]
 
@@ -29,11 +46,11 @@ class Database:
 
     >>> with Database("postgresql://postgres@127.0.0.1/app", max_size=20) as db:
     ...     with db.connection() as conn:
-    ...         conn.execute("select 1").fetchone()
+    ...         (conn.execute("select 1")).fetchone()
 
     ``url`` defaults to ``NXDATA_DATABASE_URL`` / ``DATABASE_URL``. Options: see `PoolOptions`.
-    The pool opens on ``open()`` or on entering the ``with`` block; it checks the server first, so
-    a wrong URL fails at once with `ConnectionFailed` instead of on the first query.
+    The pool opens on ``open()`` or on entering the ``with`` block; it checks the server
+    first, so a wrong URL fails at once with `ConnectionFailed` instead of on the first query.
     """
 
     def __init__(self, url: str | None = None, *, name: str = "nxdata", **options: Any) -> None:
@@ -43,11 +60,15 @@ class Database:
         self._pool: psycopg_pool.ConnectionPool[Any] | None = None
         self._embedded: EmbeddedPostgres | None = None
         self._closed = False  # close() was called: no more lazy opening
-        self._opening = threading.Lock()
+        self._opening = Lock()
+        # Connections on which code of the caller's ran (raw SQL, a borrowed connection): they
+        # may hold session state (SET, LISTEN, temp tables...) and are reset before reuse.
+        self._dirty: WeakSet[psycopg.Connection[Any]] = WeakSet()
+        self._settings: ContextVar[Settings] = ContextVar(f"nxdata_settings_{id(self)}", default=())
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
-        return f"Database({redact(self.url)!r}, {state})"
+        return f"{type(self).__name__}({redact(self.url)!r}, {state})"
 
     @classmethod
     def embedded(
@@ -78,10 +99,9 @@ class Database:
                 return self
             kwargs = self.options.connect_kwargs()
             try:
-                psycopg.connect(self.url, **kwargs).close()
+                (psycopg.Connection.connect(self.url, **kwargs)).close()
             except psycopg.Error as exc:
                 raise connection_failed(self.url, exc) from exc
-            setup = self.options.session_setup()
             pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
                 self.url,
                 min_size=self.options.min_size,
@@ -93,7 +113,7 @@ class Database:
                 kwargs={**kwargs, "autocommit": True},
                 name=self.name,
                 open=False,
-                configure=(lambda conn: _run_setup(conn, setup)) if setup else None,
+                configure=self._configure if self.options.session_setup() else None,
             )
             try:
                 pool.open(wait=True, timeout=self.options.connect_timeout)
@@ -103,6 +123,14 @@ class Database:
             self._pool = pool
             self._closed = False
             return self
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """Session settings a connection needs that startup options could not carry."""
+        setup = self.options.session_setup()
+        if setup:
+            conn.execute(setup)
+            if not conn.autocommit:
+                conn.commit()
 
     def close(self) -> None:
         """Close the pool (waiting for connections in use) and stop an embedded server.
@@ -127,8 +155,7 @@ class Database:
     ) -> None:
         self.close()
 
-    @property
-    def pool(self) -> psycopg_pool.ConnectionPool[Any]:
+    def get_pool(self) -> psycopg_pool.ConnectionPool[Any]:
         """The underlying psycopg pool (opened on first use; `DatabaseClosed` after ``close()``)."""
         if self._pool is None:
             if self._closed:
@@ -148,16 +175,17 @@ class Database:
         Raises `PoolTimeout` when none becomes free within the pool timeout. An error at COMMIT
         (a deferred constraint, a serialization failure) is an nxdata error; so is committing
         after a statement failed in the block (`TransactionError`: it is rolled back instead).
+        Whatever the block changes in the session (``SET``, ``LISTEN``, temporary tables) is
+        reset before the connection serves anyone else.
         """
         conn = self._acquire()
+        self._dirty.add(conn)
         try:
-            conn.autocommit = False
+            conn.set_autocommit(False)
             yield conn
             _commit(conn)
         finally:
             self._release(conn)  # rolls back what an exception left open
-
-    # -- the connection choice and transactions --------------------------------------------------
 
     def _acquire(self, *, write: bool = True) -> psycopg.Connection[Any]:
         """Borrow a connection in autocommit mode (one statement = one round trip).
@@ -165,7 +193,7 @@ class Database:
         The single place that chooses where a statement runs: ``write=False`` marks reads, which
         may go to a replica pool once there is one. Pair every call with `_release`.
         """
-        pool = self._pool if self._pool is not None else self.pool
+        pool = self._pool if self._pool is not None else self.get_pool()
         try:
             conn: psycopg.Connection[Any] = pool.getconn()
         except psycopg_pool.PoolTimeout as exc:
@@ -173,37 +201,125 @@ class Database:
         except psycopg.OperationalError as exc:
             raise connection_failed(self.url, exc) from exc
         if not conn.autocommit:
-            conn.autocommit = True
+            conn.set_autocommit(True)
         return conn
 
     def _release(self, conn: psycopg.Connection[Any]) -> None:
-        """Give back a connection from `_acquire`: idle and in autocommit mode, as pooled."""
+        """Give back a connection from `_acquire`: idle, in autocommit mode, and without session
+        state left by code of the caller's (`_RESET_SESSION`)."""
         try:
             if conn.pgconn.transaction_status != _IDLE:
                 conn.rollback()
             if not conn.autocommit:
-                conn.autocommit = True
+                conn.set_autocommit(True)
+            if conn in self._dirty:
+                self._dirty.discard(conn)
+                conn.execute(_RESET_SESSION, prepare=False)
+                if self.options.session_setup():
+                    self._configure(conn)
         except psycopg.Error:
             pass  # a broken connection: the pool notices and replaces it
         pool = self._pool
         if pool is not None:
             pool.putconn(conn)
 
+    def mark_dirty(self, conn: psycopg.Connection[Any]) -> None:
+        """Reset `conn`'s session (settings, role, LISTEN, temporary tables, advisory locks) when
+        it goes back to the pool: for code that ran its own statements on a connection nxdata
+        lent it."""
+        self._dirty.add(conn)
+
+    # -- transaction-local settings (row-level security) -----------------------------------------
+
+    @contextmanager
+    def local_settings(self, settings: Mapping[str, str]) -> Iterator[None]:
+        """Apply settings to every statement of this block (this task or thread), each with
+        ``set_config(name, value, true)``: transaction-local, so they never outlive a statement
+        or transaction, nor reach another borrower of the connection.
+
+        Row-level security policies read them with ``current_setting('app.tenant_id', true)``:
+
+        >>> with db.local_settings({"app.tenant_id": merchant_id}):
+        ...     rows = orders.find({"limit": 20})    # RLS sees app.tenant_id
+
+        Statements outside a transaction get them in the same round trip (a pipeline); a
+        transaction begun inside the block gets them right after BEGIN.
+        """
+        pairs = check_settings(settings)
+        token = self._settings.set(self._settings.get() + pairs)
+        try:
+            yield
+        finally:
+            self._settings.reset(token)
+
+    def _local(self, timeout_ms: int | None = None) -> Settings:
+        """The settings of the current block, plus a statement_timeout (client policies)."""
+        pairs = self._settings.get()
+        if timeout_ms is not None:
+            pairs = (*pairs, ("statement_timeout", str(timeout_ms)))
+        return pairs
+
+    def _run(
+        self,
+        conn: psycopg.Connection[Any],
+        sql: Any,
+        params: Any,
+        *,
+        settings: Settings = (),
+        in_transaction: bool = False,
+    ) -> psycopg.Cursor[Any]:
+        """Execute one statement with transaction-local `settings`: outside a transaction, in
+        one round trip with them (a pipeline: both run in one implicit transaction); inside
+        one, a ``statement_timeout`` of a client policy is set for this statement and put back.
+        """
+        if not settings:
+            return conn.execute(sql, params)
+        if not in_transaction:
+            with conn.pipeline():
+                conn.execute(set_config_sql(len(settings)), _flat(settings))
+                cursor = conn.execute(sql, params)
+            return cursor
+        timeout = [value for name, value in settings if name == "statement_timeout"]
+        if not timeout:  # the block's settings were applied at BEGIN
+            return conn.execute(sql, params)
+        with conn.pipeline():
+            conn.execute(_SAVE_TIMEOUT, [timeout[-1]])
+            cursor = conn.execute(sql, params)
+            conn.execute(_RESTORE_TIMEOUT)
+        return cursor
+
+    # -- transactions ----------------------------------------------------------------------------
+
     def transaction(
-        self, *, isolation: str | None = None, read_only: bool = False
+        self,
+        *,
+        isolation: str | None = None,
+        read_only: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> TransactionBlock:
         """A transaction block: commits at the end, rolls back on any exception.
 
         >>> with db.transaction(isolation="serializable") as tx:
         ...     repo.create({"name": "a"}, transaction=tx)
 
-        Used inside another block of this database (same thread) it makes a savepoint.
-        ``isolation``: "read committed", "repeatable read" or "serializable".
+        Used inside another block of this database (same task) it makes a savepoint.
+        ``isolation``: "read committed", "repeatable read" or "serializable". ``settings``:
+        transaction-local settings (``set_config(name, value, true)``) for row-level security,
+        added to those of an enclosing `local_settings` block.
         """
-        return TransactionBlock(self, isolation=isolation, read_only=read_only)
+        return TransactionBlock(
+            self,
+            isolation=isolation,
+            read_only=read_only,
+            settings=check_settings(settings or {}),
+        )
 
     def begin_transaction(
-        self, *, isolation: str | None = None, read_only: bool = False
+        self,
+        *,
+        isolation: str | None = None,
+        read_only: bool = False,
+        settings: Mapping[str, str] | None = None,
     ) -> Transaction:
         """Begin a transaction and return its handle; end it with ``commit()`` or ``rollback()``.
 
@@ -211,32 +327,84 @@ class Database:
         >>> rows = repo.find({"limit": 10}, transaction=tx)
         >>> tx.commit()
         """
-        return begin(self, isolation=isolation, read_only=read_only)
+        return begin(
+            self,
+            isolation=isolation,
+            read_only=read_only,
+            settings=check_settings(settings or {}),
+        )
 
-    def execute(self, query: Any, params: Any = None) -> int:
-        """Run one statement in its own transaction; returns the affected row count."""
-        with self.connection() as conn:
-            try:
-                return conn.execute(query, params).rowcount
-            except psycopg.Error as exc:
-                raise map_database_error(exc) from exc
+    # -- statements of the caller's --------------------------------------------------------------
 
-    def fetch_all(self, query: Any, params: Any = None) -> list[tuple[Any, ...]]:
+    def execute(self, query: Any, params: Sequence[Any] | Mapping[str, Any] | None = None) -> int:
+        """Run one statement (its own transaction); returns the affected row count.
+
+        Statements that change the session (``SET``, ``LISTEN``, temporary tables...) do not
+        outlive the call: the connection is reset before anyone else borrows it.
+        """
+        cursor = self._statement(query, params)
+        return cursor.rowcount
+
+    def fetch_all(
+        self, query: Any, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
         """Run a query and return all rows as tuples."""
-        with self.connection() as conn:
-            try:
-                return conn.execute(query, params).fetchall()
-            except psycopg.Error as exc:
-                raise map_database_error(exc) from exc
+        cursor = self._statement(query, params)
+        return cursor.rows
 
-    def fetch_value(self, query: Any, params: Any = None) -> Any:
+    def fetch_value(
+        self, query: Any, params: Sequence[Any] | Mapping[str, Any] | None = None
+    ) -> Any:
         """Run a query and return the first column of the first row (None if no row)."""
-        with self.connection() as conn:
-            try:
-                row = conn.execute(query, params).fetchone()
-            except psycopg.Error as exc:
-                raise map_database_error(exc) from exc
-        return None if row is None else row[0]
+        rows = (self._statement(query, params)).rows
+        return rows[0][0] if rows else None
+
+    def _statement(self, query: Any, params: Any) -> _Result:
+        """Run a statement of the caller's (autocommit: it is its own transaction) with the
+        block's local settings; its rows are read before the connection goes back."""
+        conn = self._acquire()
+        if changes_session(query):
+            self._dirty.add(conn)
+        try:
+            cursor = self._run(conn, query, params, settings=self._local())
+            rows = cursor.fetchall() if cursor.description is not None else []
+            return _Result(cursor.rowcount, rows)
+        except psycopg.Error as exc:
+            raise map_database_error(exc) from exc
+        finally:
+            self._release(conn)
+
+
+class _Result:
+    """What a statement of the caller's returned, read before its connection went back."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rowcount: int, rows: list[tuple[Any, ...]]) -> None:
+        self.rowcount, self.rows = rowcount, rows
+
+
+# DISCARD ALL without DEALLOCATE ALL: psycopg keeps its own prepared statements (and would not
+# notice them gone). Settings, role, cursors, notifications, advisory locks, temporary objects.
+_RESET_SESSION = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
+    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+)
+
+
+def _flat(settings: Settings) -> list[str]:
+    return [item for pair in settings for item in pair]
+
+
+# A client policy's statement_timeout inside a transaction: set for one statement, then put back
+# (the previous value kept in a setting of nxdata's own).
+_SAVE_TIMEOUT = (
+    "SELECT set_config('nxdata.saved_timeout', current_setting('statement_timeout'), true), "
+    "set_config('statement_timeout', %s, true)"
+)
+_RESTORE_TIMEOUT = (
+    "SELECT set_config('statement_timeout', current_setting('nxdata.saved_timeout'), true)"
+)
 
 
 def _commit(conn: psycopg.Connection[Any]) -> None:
@@ -252,10 +420,6 @@ def _commit(conn: psycopg.Connection[Any]) -> None:
 _FAILED = (
     "the transaction was rolled back, not committed: a statement in it failed earlier, and "
     "PostgreSQL ignores everything after an error until the transaction ends. To go on after an "
-    "error you expect, run the statement that may fail in `with conn.transaction():` (a savepoint)"
+    "error you expect, run the statement that may fail in `with conn.transaction():` "
+    "(a savepoint)"
 )
-
-
-def _run_setup(conn: psycopg.Connection[Any], sql: str) -> None:
-    conn.execute(sql)
-    conn.commit()

@@ -35,6 +35,8 @@ from typing import Any
 import psycopg
 import psycopg_pool
 
+from .values import clip
+
 __all__ = [
     "CheckViolation",
     "ConfigurationError",
@@ -91,6 +93,10 @@ class DeclarationError(NxdataError):
         super().__init__(f"{where}: {message}" if where else message)
 
 
+_MAX_REASON = 1000
+"""Characters of a validation message kept (the rest quotes client input at length)."""
+
+
 class ValidationError(NxdataError):
     """Data does not fit a table's row, insert or update type.
 
@@ -99,6 +105,9 @@ class ValidationError(NxdataError):
     """
 
     def __init__(self, reason: str, *, table: str | None = None, field: str | None = None):
+        # Field names and reasons can quote client input (a megabyte-long key): kept short.
+        field = clip(field) if field is not None else None
+        reason = clip(reason, _MAX_REASON)
         self.table = table
         self.field = field
         self.reason = reason
@@ -126,12 +135,14 @@ class FilterError(ValidationError):
         field: str | None = None,
         operator: str | None = None,
     ):
+        part = clip(part) if part is not None else None
+        reason = clip(reason, _MAX_REASON)
         self.part = part
-        self.operator = operator
+        self.operator = clip(operator) if operator is not None else None
         where = (f" for table {table}" if table else "") + (f" at {part}" if part else "")
         NxdataError.__init__(self, f"invalid filter{where}: {reason}")
         self.table = table
-        self.field = field
+        self.field = clip(field) if field is not None else None
         self.reason = reason
 
 

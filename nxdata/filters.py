@@ -5,9 +5,15 @@ A filter arrives as a dict or JSON (LoopBack style)::
     {"where": {"status": "active", "amount": {"gt": 10}, "or": [{"tier": "pro"}, {"vip": true}]},
      "fields": ["id", "name"], "order": ["created_at DESC", "name"], "limit": 20, "offset": 40}
 
-`walk` turns a ``where`` dict into a hashable shape key (column and operator names, nesting and
-which values are ``None``, never the values) plus the values in a fixed order. Statements are
-compiled once per shape and cached, so a repeated shape costs this walk and a dict lookup.
+`walk` turns a ``where`` dict into a hashable shape key (column and operator names, nesting,
+which values are ``None`` and, for jsonb paths, the JSON type of the value; never the values)
+plus the values in a fixed order. Statements are compiled once per shape and cached, so a
+repeated shape costs this walk and a dict lookup.
+
+`walk` also enforces the structural limits of the policy in force (nesting depth, number of
+conditions) and refuses logic that looks like a condition but is none (``{"or": []}``,
+``{"and": [{}]}``), so a hostile filter is a `FilterError`, never a `RecursionError` or a
+where clause that silently matches every row.
 """
 
 from __future__ import annotations
@@ -18,31 +24,22 @@ from typing import Any, TypeAlias
 import msgspec
 
 from .errors import FilterError
+from .policy import OPERATORS, TRUSTED, FilterPolicy
+from .values import clip, shown
 
-__all__ = ["LOGICAL", "OPERATORS", "Filter", "WhereKey", "split_filter", "walk"]
+__all__ = [
+    "LOGICAL",
+    "MAX_JSON_BYTES",
+    "OPERATORS",
+    "Filter",
+    "WhereKey",
+    "json_type",
+    "split_filter",
+    "walk",
+]
 
-OPERATORS = frozenset(
-    {
-        "eq",
-        "neq",
-        "gt",
-        "gte",
-        "lt",
-        "lte",
-        "between",
-        "inq",
-        "nin",
-        "like",
-        "nlike",
-        "ilike",
-        "nilike",
-        "regexp",
-        "iregexp",
-        "contains",
-        "overlaps",
-    }
-)
-"""Per-column operators a ``where`` may use (``{"col": {"op": value}}``)."""
+MAX_JSON_BYTES = 64 * 1024
+"""The default cap on a filter's JSON text (`Filter.from_json`)."""
 
 LOGICAL = frozenset({"and", "or"})
 """Logical keys: ``{"or": [{...}, {...}]}``; lists of conditions that nest."""
@@ -68,16 +65,27 @@ class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
     skip: int | None = None
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> Filter:
-        """Decode JSON bytes into a `Filter`; `FilterError` when it is malformed."""
+    def from_json(cls, data: bytes | str, *, max_bytes: int = MAX_JSON_BYTES) -> Filter:
+        """Decode JSON bytes into a `Filter`; `FilterError` when it is malformed, larger than
+        `max_bytes`, not UTF-8 or nested too deeply.
+
+        The filter is checked against a table (and a policy) when a repository runs it.
+        """
         if not isinstance(data, bytes | bytearray | memoryview | str):
             raise FilterError(f"a filter's JSON is bytes or str, not {type(data).__name__}")
+        size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
+        if size > max_bytes:
+            raise FilterError(f"the filter is {size} bytes long, more than {max_bytes}")
         try:
             return _decoder.decode(data)
         except msgspec.ValidationError as exc:
             raise FilterError(str(exc)) from exc
         except msgspec.DecodeError as exc:
             raise FilterError(f"malformed JSON: {exc}") from exc
+        except UnicodeError:
+            raise FilterError("the filter is not valid UTF-8 text") from None
+        except RecursionError:
+            raise FilterError("the filter is nested too deeply") from None
 
 
 _decoder = msgspec.json.Decoder(Filter)
@@ -121,9 +129,9 @@ def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = 
                 skip = value
             else:
                 raise FilterError(
-                    f"unknown filter key {key!r} (one of {', '.join(sorted(_KEYS))})",
+                    f"unknown filter key {shown(key)} (one of {', '.join(sorted(_KEYS))})",
                     table=table,
-                    part=str(key),
+                    part=clip(str(key)),
                 )
         if skip is not None:
             offset = _skip(offset, skip, table)
@@ -176,37 +184,132 @@ def _names(value: Any, part: str, table: str | None) -> tuple[str, ...] | None:
 
 
 def walk(
-    where: dict[str, Any], values: list[Any], table: str | None = None, part: str = "where"
+    where: dict[str, Any],
+    values: list[Any],
+    table: str | None = None,
+    part: str = "where",
+    *,
+    policy: FilterPolicy = TRUSTED,
+    depth: int = 0,
 ) -> WhereKey:
     """The shape key of a ``where`` dict; appends its values to `values` in key order.
 
     >>> values = []
     >>> walk({"a": 1, "b": {"gt": 2, "neq": None}}, values), values
     ((('a', '', False), ('b', 'gt', False), ('b', 'neq', True)), [1, 2, None])
+
+    A jsonb path (a name with a dot) has the JSON type of its value in the key instead of the
+    null flag: ``('meta.plan.seats', 'gt', 'number')``.
     """
     key: list[Any] = []
+    start = len(values)
     add_key, add_value = key.append, values.append  # bound once: this loop is the hot path
     for name, cond in where.items():
         if name in LOGICAL:
+            here = f"{part}.{name}"
             if type(cond) is not list:
+                raise FilterError(f"{name} takes a list of conditions", table=table, part=here)
+            if not cond:
                 raise FilterError(
-                    f"{name} takes a list of conditions", table=table, part=f"{part}.{name}"
+                    f"an empty {name} list is not a condition (it would match "
+                    f"{'every row' if name == 'and' else 'no row'}): leave it out",
+                    table=table,
+                    part=here,
+                )
+            if depth >= policy.max_depth:
+                raise FilterError(
+                    f"and / or nested deeper than {policy.max_depth} levels", table=table, part=here
+                )
+            if len(cond) > policy.max_conditions:
+                raise FilterError(
+                    f"{len(cond)} conditions, more than the {policy.max_conditions} allowed",
+                    table=table,
+                    part=here,
                 )
             subs = []
             for i, item in enumerate(cond):
                 if type(item) is not dict:
                     raise FilterError(
-                        "each condition must be an object", table=table, part=f"{part}.{name}[{i}]"
+                        "each condition must be an object", table=table, part=f"{here}[{i}]"
                     )
-                subs.append(walk(item, values, table, f"{part}.{name}[{i}]"))
+                if not item:
+                    raise FilterError(
+                        "an empty object is not a condition (it would match every row)",
+                        table=table,
+                        part=f"{here}[{i}]",
+                    )
+                subs.append(
+                    walk(item, values, table, f"{here}[{i}]", policy=policy, depth=depth + 1)
+                )
             key.append((name, tuple(subs)))
         elif type(cond) is dict:
             if not cond:
                 raise FilterError("empty operator object", table=table, part=f"{part}.{name}")
-            for op, value in cond.items():
-                add_key((name, op, value is None))
-                add_value(value)
+            if type(name) is str and "." in name:
+                for op, value in cond.items():
+                    add_key((name, op, json_type(value, op, table, f"{part}.{name}.{op}")))
+                    add_value(value)
+            else:
+                for op, value in cond.items():
+                    add_key((name, op, value is None))
+                    add_value(value)
+        elif type(name) is str and "." in name:
+            add_key((name, "", json_type(cond, "eq", table, f"{part}.{name}")))  # "" = plain eq
+            add_value(cond)
         else:
             add_key((name, "", cond is None))  # "" = plain equality
             add_value(cond)
+    if depth == 0 and len(values) - start > policy.max_conditions:
+        raise FilterError(
+            f"{len(values) - start} conditions, more than the {policy.max_conditions} allowed",
+            table=table,
+            part=part,
+        )
     return tuple(key)
+
+
+_LISTS = frozenset({"inq", "nin", "between"})
+
+
+def json_type(value: Any, op: Any, table: str | None = None, part: str = "where") -> str:
+    """The JSON type a jsonb path condition compares as: ``null``, ``boolean``, ``number``,
+    ``string``, ``object``, ``array``; for ``inq`` / ``nin`` / ``between``, the type shared by
+    the list's items (``empty`` for an empty list). Mixed lists are a `FilterError`.
+
+    >>> json_type([1, 2.5], "inq")
+    'number'
+    """
+    if op in _LISTS and (type(value) is list or type(value) is tuple):
+        kinds = {_scalar_json_type(item) for item in value}
+        if not kinds:
+            return "empty"
+        if len(kinds) > 1:
+            raise FilterError(
+                f"a list of mixed JSON types ({', '.join(sorted(kinds))}): a jsonb path compares "
+                "values of one type",
+                table=table,
+                part=part,
+            )
+        return kinds.pop()
+    return _scalar_json_type(value)
+
+
+def _scalar_json_type(value: Any) -> str:
+    kind = type(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "boolean"
+    if kind is int or kind is float:
+        return "number"
+    if kind is str:
+        return "string"
+    if kind is dict:
+        return "object"
+    if kind is list or kind is tuple:
+        return "array"
+    from decimal import Decimal
+
+    if kind is Decimal:
+        return "number"
+    return "unknown"

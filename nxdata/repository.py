@@ -12,6 +12,7 @@ The executor is thin: statements come from `nxdata.compiler` (cached per shape),
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import itertools
 import operator
@@ -22,9 +23,11 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 import msgspec
 import psycopg
 
-from .compiler import Compiled, CompiledQuery, Compiler, _identity, _write_converter
+from ._connect import changes_session, set_config_sql
+from .compiler import Compiled, CompiledQuery, Compiler, _Conv, _identity, _write_converter
 from .database import Database
 from .errors import (
+    DatabaseError,
     DeclarationError,
     FilterError,
     TransactionError,
@@ -33,9 +36,11 @@ from .errors import (
 )
 from .filters import Filter, WhereKey, split_filter, walk
 from .locks import Lock
+from .policy import TRUSTED, FilterPolicy
 from .rows import GC_PAUSE_ROWS, GcPause
 from .table import ColumnDef, Table, table_of
 from .transaction import Transaction
+from .values import json_text_problem, shown
 
 __all__ = ["Repository", "SoftDeletableRepository"]
 
@@ -56,6 +61,7 @@ Query = str | bytes | psycopg.sql.SQL | psycopg.sql.Composed | SqlBuilder
 
 _ALL, _ONE, _COUNT = 0, 1, 2
 _MAX_SHAPES = 4096  # a bound on the statement cache: shapes are few unless someone probes us
+_MAX_OFFSET = 2**63 - 1  # a bigint: larger is a server error, so a FilterError here
 _UNSET = msgspec.UNSET
 _cursor_names = itertools.count(1)
 _astuple = msgspec.structs.astuple
@@ -80,22 +86,86 @@ class Repository(Generic[T]):
 
     Every method takes ``transaction=`` (keyword-only); reads take ``lock=`` too, which needs a
     transaction. ``max_limit`` caps a filter's ``limit`` (`FilterError` above it; None: no cap).
+
+    ``policy``: what filters and bodies may do (`TRUSTED`, the default, is for the code's own
+    filters; give a client-facing repository a `FilterPolicy`, or derive one per call with
+    `with_policy`). `scoped` binds the repository to a tenant (``merchant_id = X``).
+    Hidden columns (``Column(hidden=True)``) are never returned unless ``fields`` names them.
     """
 
     soft_delete: bool = False
 
-    def __init__(self, db: Database, row_type: type[T], *, max_limit: int | None = 1000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        row_type: type[T],
+        *,
+        max_limit: int | None = 1000,
+        policy: FilterPolicy = TRUSTED,
+    ) -> None:
+        if not isinstance(policy, FilterPolicy):
+            raise TypeError(f"policy= takes a FilterPolicy (or nx.TRUSTED), not {policy!r}")
         self.db = db
         self.row_type = row_type
         self.table: Table[T] = table_of(row_type)
         self.max_limit = max_limit
+        self.policy = policy
+        self.scope: dict[str, Any] = {}
+        """The columns this repository is bound to (`scoped`), by field name."""
+        self._scope_fields: tuple[str, ...] = ()
+        self._scope_values: list[Any] = []
         self._compiler = Compiler(self.table)
         self._cache: dict[tuple[Any, ...], Compiled] = {}
         self._raw_decoders: dict[tuple[str, ...], Callable[[Sequence[Any]], T]] = {}
         self._name = self.table.qualified_name
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.row_type.__name__})"
+        extra = "" if not self.scope else f", scope={self.scope!r}"
+        if self.policy is not TRUSTED:
+            extra += ", client policy"
+        return f"{type(self).__name__}({self.row_type.__name__}{extra})"
+
+    # -- derived repositories ----------------------------------------------------------------------
+
+    def with_policy(self, policy: FilterPolicy) -> Repository[T]:
+        """This repository under another policy (shares the statement cache): per endpoint or
+        per call, ``repo.with_policy(public).find(filter)``."""
+        if not isinstance(policy, FilterPolicy):
+            raise TypeError(f"with_policy() takes a FilterPolicy, not {policy!r}")
+        derived = copy.copy(self)
+        derived.policy = policy
+        return derived
+
+    def scoped(self, **columns: Any) -> Repository[T]:
+        """This repository bound to a scope, e.g. one tenant: ``orders.scoped(merchant_id=m)``.
+
+        Every read, count, update, delete and lock is ANDed with ``merchant_id = m`` outside
+        the caller's where clause (no filter, a top-level ``or`` included, can widen it);
+        every create sets it, and a body naming another value is a `ValidationError`; an
+        upsert never updates a row of another scope. Scopes add up:
+        ``repo.scoped(a=1).scoped(b=2)``. `query` runs your SQL as written: use row-level
+        security (`Database.local_settings`) to scope it.
+        """
+        if not columns:
+            raise TypeError("scoped() takes at least one column=value")
+        scope = dict(self.scope)
+        for name, value in columns.items():
+            column = self.table.by_field.get(name) or self.table.by_name.get(name)
+            if column is None:
+                raise DeclarationError(f"scoped() names unknown column {name!r}", table=self._name)
+            if value is None:
+                raise TypeError(f"scoped({column.field}=None): a scope needs a value")
+            value = _Conv(self._name, column, f"scope.{column.field}").scalar()(value)
+            if column.field in scope and scope[column.field] != value:
+                raise DeclarationError(
+                    f"already scoped to {column.field}={scope[column.field]!r}", table=self._name
+                )
+            scope[column.field] = value
+        derived = copy.copy(self)
+        derived.scope = scope
+        derived._scope_fields = tuple(sorted(scope))
+        derived._scope_values = [scope[f] for f in derived._scope_fields]
+        return derived
 
     # -- the compile cache -------------------------------------------------------------------------
 
@@ -117,25 +187,52 @@ class Repository(Generic[T]):
     def _live(self, include_deleted: bool) -> bool:
         return self.soft_delete and not include_deleted
 
-    def _where(self, where: Where, values: list[Any]) -> WhereKey | None:
-        if not where:
-            return None
-        if type(where) is not dict:
+    def _where(
+        self, where: Where, values: list[Any], *, required: bool = False, everything: bool = False
+    ) -> WhereKey | None:
+        """The shape of a where clause (its values appended after the scope's); a clause that
+        matches every row is refused when `required`, unless `everything` (``all=True``)."""
+        values += self._scope_values
+        if where is not None and type(where) is not dict:
             if not isinstance(where, Mapping):
-                raise FilterError("where must be an object", table=self._name, part="where")
+                raise FilterError(
+                    f"where must be an object, not {type(where).__name__}",
+                    table=self._name,
+                    part="where",
+                )
             where = dict(where)
-        return walk(where, values, self._name)
+        if not where:
+            if required and not everything:
+                raise FilterError(
+                    "an empty where clause matches every row: pass all=True to mean it",
+                    table=self._name,
+                    part="where",
+                )
+            return None
+        if everything:
+            raise FilterError(
+                "all=True takes no where clause (it means every row)",
+                table=self._name,
+                part="where",
+            )
+        return walk(where, values, self._name, policy=self.policy)
 
-    def _paging(self, value: Any, part: str, values: list[Any]) -> bool:
+    def _paging(self, value: Any, part: str, values: list[Any], policy: FilterPolicy) -> bool:
         if value is None:
             return False
         if type(value) is not int or value < 0:
             raise FilterError(
-                f"{part} must be a non-negative integer, got {value!r}", table=self._name, part=part
+                f"{part} must be a non-negative integer, got {shown(value)}",
+                table=self._name,
+                part=part,
             )
-        if part == "limit" and self.max_limit is not None and value > self.max_limit:
+        if part == "limit":
+            cap = _tighter(self.max_limit, policy.max_limit)
+        else:
+            cap = _tighter(_MAX_OFFSET, policy.max_offset)
+        if cap is not None and value > cap:
             raise FilterError(
-                f"limit {value} is above the maximum of {self.max_limit}",
+                f"{part} {shown(value)} is above the maximum of {cap}",
                 table=self._name,
                 part=part,
             )
@@ -160,11 +257,15 @@ class Repository(Generic[T]):
                     f"lock={lock.sql} needs a transaction: pass transaction=tx (a lock taken "
                     "outside one would be released at once)"
                 )
+        policy = self.policy
         where, fields, order, limit, offset = split_filter(filter, self._name)
         values: list[Any] = [] if by_id is _UNSET else [by_id]
+        if self._scope_values:
+            values += self._scope_values
         # split_filter made `where` a dict (or None): walk it directly
-        where_key = walk(where, values, self._name) if where else None
+        where_key = walk(where, values, self._name, policy=policy) if where else None
         live = self.soft_delete and not include_deleted
+        scope = self._scope_fields
         if by_id is not _UNSET:
             if order is not None or limit is not None or offset is not None:
                 part = "order" if order is not None else "limit" if limit is not None else "offset"
@@ -174,17 +275,21 @@ class Repository(Generic[T]):
                     part=part,
                 )
             return self._statement(
-                ("by_id", where_key, fields, lock, live),
+                ("by_id", where_key, fields, lock, live, policy, scope),
                 self._compiler.select,
-                where_key,
-                fields,
-                None,
-                False,
-                False,
-                lock,
-                live,
+                where_key=where_key,
+                fields=fields,
+                order=None,
+                has_limit=False,
+                has_offset=False,
+                lock=lock,
+                live=live,
                 by_id=True,
+                policy=policy,
+                scope=scope,
             ), values
+        if limit is None:
+            limit = policy.default_limit
         if one:
             has_limit = True
             values.append(1)
@@ -192,13 +297,14 @@ class Repository(Generic[T]):
             type(limit) is int
             and limit >= 0
             and (self.max_limit is None or limit <= self.max_limit)
+            and (policy.max_limit is None or limit <= policy.max_limit)
         ):  # the usual valid limit, inline; anything else through _paging and its errors
             has_limit = True
             values.append(limit)
         else:
-            has_limit = self._paging(limit, "limit", values)
-        has_offset = offset is not None and self._paging(offset, "offset", values)
-        key = ("select", where_key, fields, order, has_limit, has_offset, lock, live)
+            has_limit = self._paging(limit, "limit", values, policy)
+        has_offset = offset is not None and self._paging(offset, "offset", values, policy)
+        key = ("select", where_key, fields, order, has_limit, has_offset, lock, live, policy, scope)
         try:
             # A repeated shape: a dict lookup, without the call through _statement below.
             return self._cache[key], values
@@ -207,13 +313,15 @@ class Repository(Generic[T]):
         return self._statement(
             key,
             self._compiler.select,
-            where_key,
-            fields,
-            order,
-            has_limit,
-            has_offset,
-            lock,
-            live,
+            where_key=where_key,
+            fields=fields,
+            order=order,
+            has_limit=has_limit,
+            has_offset=has_offset,
+            lock=lock,
+            live=live,
+            policy=policy,
+            scope=scope,
         ), values
 
     def compile(self, filter: FilterLike = None, *, include_deleted: bool = False) -> CompiledQuery:
@@ -229,19 +337,41 @@ class Repository(Generic[T]):
 
     # -- execution ---------------------------------------------------------------------------------
 
+    def _settings(self) -> tuple[tuple[str, str], ...]:
+        """Transaction-local settings for a statement: the current `local_settings` block's and,
+        under a client policy, its statement_timeout."""
+        settings = self.db._settings.get()
+        policy = self.policy
+        if policy.client and policy.statement_timeout is not None:
+            settings = (*settings, ("statement_timeout", str(policy.timeout_ms)))
+        return settings
+
     def _execute(
         self,
-        sql: str,
-        params: Sequence[Any] | None,
+        statement: Compiled,
+        values: Sequence[Any],
         transaction: Transaction | None,
         mode: int,
         *,
         write: bool,
         pause: GcPause | None = None,
     ) -> Any:
-        conn = transaction.connection if transaction is not None else self.db._acquire(write=write)
+        params = statement.params(values)  # checked before a connection is taken
+        conn = (
+            transaction._connection() if transaction is not None else self.db._acquire(write=write)
+        )
         try:
-            cursor = conn.execute(sql, params)
+            settings = self._settings()
+            if settings:
+                cursor = self.db._run(
+                    conn,
+                    statement.sql,
+                    params,
+                    settings=settings,
+                    in_transaction=transaction is not None,
+                )
+            else:
+                cursor = conn.execute(statement.sql, params)
             if mode == _ALL:
                 if pause is not None and cursor.rowcount >= GC_PAUSE_ROWS:
                     pause.begin()  # the caller ends it once the rows are decoded
@@ -250,10 +380,24 @@ class Repository(Generic[T]):
                 return cursor.fetchone()
             return cursor.rowcount
         except psycopg.Error as exc:
-            raise map_database_error(exc) from exc
+            raise self._error(exc, statement) from exc
         finally:
             if transaction is None:
                 self.db._release(conn)
+
+    def _error(self, exc: psycopg.Error, statement: Compiled) -> DatabaseError | FilterError:
+        """The nxdata error for a failed statement: a regular expression the server could not
+        compile is the filter's fault, so a `FilterError` naming its part."""
+        error = map_database_error(exc)
+        if error.sqlstate == "2201B" and statement.patterns:
+            part = statement.patterns[0] if len(statement.patterns) == 1 else "where"
+            return FilterError(
+                f"not a valid regular expression: {str(exc).splitlines()[0]}",
+                table=self._name,
+                part=part,
+                operator=part.rsplit(".", 1)[-1],
+            )
+        return error
 
     def _rows(
         self,
@@ -269,9 +413,7 @@ class Repository(Generic[T]):
         # connection goes back to the pool before the decoding.
         pause = GcPause()
         try:
-            rows = self._execute(
-                statement.sql, statement.params(values), transaction, _ALL, write=write, pause=pause
-            )
+            rows = self._execute(statement, values, transaction, _ALL, write=write, pause=pause)
             return decoder.many(rows)
         finally:
             pause.end()
@@ -284,7 +426,7 @@ class Repository(Generic[T]):
         *,
         write: bool,
     ) -> T | None:
-        row = self._execute(statement.sql, statement.params(values), transaction, _ONE, write=write)
+        row = self._execute(statement, values, transaction, _ONE, write=write)
         if row is None:
             return None
         assert statement.decoder is not None
@@ -295,9 +437,7 @@ class Repository(Generic[T]):
         self, statement: Compiled, values: Sequence[Any], transaction: Transaction | None
     ) -> int:
         """Run a statement without RETURNING; the number of rows it affected."""
-        count: int = self._execute(
-            statement.sql, statement.params(values), transaction, _COUNT, write=True
-        )
+        count: int = self._execute(statement, values, transaction, _COUNT, write=True)
         return count
 
     # -- reads -------------------------------------------------------------------------------------
@@ -364,10 +504,17 @@ class Repository(Generic[T]):
         values: list[Any] = []
         where_key = self._where(where, values)
         live = self._live(include_deleted)
+        policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("count", where_key, live), self._compiler.aggregate, where_key, live, "count"
+            ("count", where_key, live, policy, scope),
+            self._compiler.aggregate,
+            where_key=where_key,
+            live=live,
+            what="count",
+            policy=policy,
+            scope=scope,
         )
-        row = self._execute(statement.sql, statement.params(values), transaction, _ONE, write=False)
+        row = self._execute(statement, values, transaction, _ONE, write=False)
         return int(row[0])
 
     def exists(
@@ -384,10 +531,17 @@ class Repository(Generic[T]):
         values: list[Any] = []
         where_key = self._where(where, values)
         live = self._live(include_deleted)
+        policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("exists", where_key, live), self._compiler.aggregate, where_key, live, "exists"
+            ("exists", where_key, live, policy, scope),
+            self._compiler.aggregate,
+            where_key=where_key,
+            live=live,
+            what="exists",
+            policy=policy,
+            scope=scope,
         )
-        row = self._execute(statement.sql, statement.params(values), transaction, _ONE, write=False)
+        row = self._execute(statement, values, transaction, _ONE, write=False)
         return bool(row[0])
 
     def iterate(
@@ -418,15 +572,21 @@ class Repository(Generic[T]):
         statement, values = self._select(filter, lock, transaction, include_deleted)
         decoder = statement.decoder
         assert decoder is not None
+        params = statement.params(values)
         own = transaction is None
-        conn = self.db._acquire(write=False) if transaction is None else transaction.connection
+        conn = self.db._acquire(write=False) if transaction is None else transaction._connection()
         try:
             if own:
                 # a server-side cursor lives in a transaction
                 conn.execute("BEGIN", prepare=False)
+                settings = self._settings()
+                if settings:  # for the whole iteration: local to its transaction
+                    conn.execute(
+                        set_config_sql(len(settings)), [v for pair in settings for v in pair]
+                    )
             name = f"nxdata_iter_{next(_cursor_names)}"
             with conn.cursor(name=name) as cursor:
-                cursor.execute(statement.sql, statement.params(values))
+                cursor.execute(statement.sql, params)
                 large = batch_size >= GC_PAUSE_ROWS
                 while True:
                     # GC paused per batch, never across a yield (the consumer's code runs there)
@@ -445,7 +605,7 @@ class Repository(Generic[T]):
             if own:
                 conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
-            raise map_database_error(exc) from exc
+            raise self._error(exc, statement) from exc
         finally:
             if own:
                 self.db._release(conn)  # rolls back if the loop stopped early
@@ -459,7 +619,9 @@ class Repository(Generic[T]):
     ) -> list[T]:
         """The escape hatch: run your own PyPika query or ``psycopg.sql`` statement and get typed
         rows back. Result columns are matched to the table's columns by name; columns the query
-        does not return are ``UNSET``.
+        does not return are ``UNSET``. Your SQL runs as written: neither the policy nor the
+        scope applies (row-level security does). A statement that changes the session (``SET``)
+        has its connection reset before anyone else borrows it.
 
         >>> from pypika import Parameter, PostgreSQLQuery, Table
         >>> t = Table("License", schema="licensing")
@@ -476,9 +638,19 @@ class Repository(Generic[T]):
                 "query() takes SQL text, a psycopg.sql statement or a PyPika query, "
                 f"not {type(query).__name__}"
             )
-        conn = transaction.connection if transaction is not None else self.db._acquire(write=True)
+        conn = (
+            transaction._connection() if transaction is not None else self.db._acquire(write=True)
+        )
+        if changes_session(statement):
+            self.db.mark_dirty(conn)
         try:
-            cursor = conn.execute(statement, params)
+            cursor = self.db._run(
+                conn,
+                statement,
+                params,
+                settings=self.db._settings.get(),
+                in_transaction=transaction is not None,
+            )
             rows = cursor.fetchall() if cursor.description is not None else []
             names = tuple(d.name for d in cursor.description or ())
         except psycopg.Error as exc:
@@ -493,13 +665,79 @@ class Repository(Generic[T]):
 
     # -- writes ------------------------------------------------------------------------------------
 
+    def _with_scope(self, data: Any) -> Any:
+        """The data of one row as a dict with the scope's columns added where it names none
+        (`_check_scope` then refuses a row that names another value)."""
+        if isinstance(data, bytes | bytearray | memoryview | str):
+            try:
+                data = msgspec.json.decode(data)
+            except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:
+                raise ValidationError(f"malformed JSON: {exc}", table=self._name) from None
+        elif isinstance(data, msgspec.Struct):
+            data = {
+                f: value
+                for f in data.__struct_fields__
+                if (value := getattr(data, f)) is not _UNSET
+            }
+        if not isinstance(data, Mapping):
+            return data  # validation says what is wrong with it
+        data = dict(data)
+        target = self.table.client_insert_type if self.policy.client else self.table.insert_type
+        for field, value in self.scope.items():
+            column = self.table.by_field[field]
+            if field not in data and column.name not in data and field in target.__struct_fields__:
+                data[field] = value
+        return data
+
+    def _check_scope(
+        self, validated: msgspec.Struct, position: int | None = None
+    ) -> msgspec.Struct:
+        """Refuse a validated insert or update that sets a scope column to another value; set
+        the scope's columns a client body cannot name."""
+        missing = {}
+        for field, value in self.scope.items():
+            given = getattr(validated, field, _UNSET)
+            if given is _UNSET:
+                if field in self.table.insert_type.__struct_fields__ and isinstance(
+                    validated, self.table.insert_type
+                ):
+                    missing[field] = value
+                continue
+            if given != value:
+                at = f"$[{position}].{field}" if position is not None else f"$.{field}"
+                raise ValidationError(
+                    f"{field} is fixed to {shown(value)} for this repository (its scope), "
+                    f"got {shown(given)} - at `{at}`",
+                    table=self._name,
+                    field=field,
+                )
+        if missing:
+            return msgspec.structs.replace(validated, **missing)
+        return validated
+
+    def _validated_insert(self, data: Data) -> msgspec.Struct:
+        if self.scope:
+            data = self._with_scope(data)
+        validated = self.table.validate_insert(data, client=self.policy.client)
+        return self._check_scope(validated) if self.scope else validated
+
+    def _validated_update(self, data: Data) -> msgspec.Struct:
+        validated = self.table.validate_update(data, client=self.policy.client)
+        return self._check_scope(validated) if self.scope else validated
+
     def create(self, data: Data, *, transaction: Transaction | None = None) -> T:
         """Insert one row (validated against the insert type) and return it as stored.
 
         >>> repo.create({"name": "Ann"})     # ValidationError names a bad field
+
+        Under a client policy the data is a client body: server-managed and hidden columns
+        cannot be set. A scoped repository sets the scope's columns.
         """
-        fields, values = _set_fields(self.table.validate_insert(data))
-        statement = self._statement(("insert", fields), self._compiler.insert, fields)
+        fields, values = _set_fields(self._validated_insert(data))
+        policy = self.policy
+        statement = self._statement(
+            ("insert", fields, policy), self._compiler.insert, fields, policy=policy
+        )
         row = self._row(statement, values, transaction, write=True)
         assert row is not None
         return row
@@ -555,21 +793,24 @@ class Repository(Generic[T]):
         if total >= GC_PAUSE_ROWS:
             pause.begin()
         try:
-            groups = _group_columns(self.table, _validate_all(self.table, items))
+            groups = _group_columns(self.table, self._validate_all(items))
         finally:
             pause.end()
         if not groups:
             return []
         # One INSERT from unnest is atomic by itself; several statements (column sets,
-        # executemany) run in a transaction of their own: all rows or none.
+        # executemany), or transaction-local settings, make a transaction of their own.
+        settings = self._settings()
         own_tx = transaction is None and (
-            len(groups) > 1 or not self._compiler.unnest_safe(next(iter(groups)))
+            len(groups) > 1 or not self._compiler.unnest_safe(next(iter(groups))) or settings
         )
-        conn = transaction.connection if transaction is not None else self.db._acquire(write=True)
+        conn = (
+            transaction._connection() if transaction is not None else self.db._acquire(write=True)
+        )
         placed: list[Any] = [None] * total
         try:
             if own_tx:
-                conn.execute("BEGIN", prepare=False)
+                self._begin(conn, settings)
             for fields, (columns, positions) in groups.items():
                 created = self._insert_returning(conn, fields, columns, len(positions))
                 for index, row in zip(positions, created, strict=True):
@@ -593,20 +834,25 @@ class Repository(Generic[T]):
         try:
             # The first chunk is checked before anything is sent: a batch of one chunk never
             # reaches the server with an invalid row.
-            groups = _group_columns(table, _validate_all(table, items[:_COPY_CHUNK]))
+            groups = _group_columns(table, self._validate_all(items[:_COPY_CHUNK]))
             if not groups:
                 return 0
             # Later chunks are validated while earlier ones are being stored, and rows that set
             # another column set go in by a second COPY: a transaction of our own (a savepoint in
-            # the caller's) makes that all or none.
-            streamed = total > _COPY_CHUNK or len(groups) > 1
+            # the caller's) makes that all or none; so do transaction-local settings.
+            settings = self._settings() if transaction is None else ()
+            streamed = total > _COPY_CHUNK or len(groups) > 1 or bool(settings)
             conn = (
-                transaction.connection if transaction is not None else self.db._acquire(write=True)
+                transaction._connection()
+                if transaction is not None
+                else self.db._acquire(write=True)
             )
             begin, end, undo = _COPY_OWN_TX if transaction is None else _COPY_IN_TX
             try:
                 if streamed:
                     conn.execute(begin, prepare=False)
+                    if settings:
+                        self._begin(conn, settings, begun=True)
                 try:
                     self._stream_copy(conn, items, groups)
                 except psycopg.Error:
@@ -653,7 +899,7 @@ class Repository(Generic[T]):
                     if start >= len(items):
                         break
                     chunk = items[start : start + _COPY_CHUNK]
-                    groups = _group_columns(table, _validate_all(table, chunk, start))
+                    groups = _group_columns(table, self._validate_all(chunk, start))
             for group, parts in others.items():
                 with cursor.copy(self._compiler.copy_sql(group)) as copy:
                     for columns, count in parts:
@@ -668,7 +914,7 @@ class Repository(Generic[T]):
         for i, field in enumerate(fields):
             column = self.table.by_field[field]
             if column.kind == "json":
-                columns[i] = _json_texts(columns[i])
+                columns[i] = _json_texts(columns[i], self.table, field)
             elif (convert := _write_converter(column)) is not _identity:
                 columns[i] = list(map(convert, columns[i]))
         for values in _rows_of(columns, count):
@@ -681,13 +927,18 @@ class Repository(Generic[T]):
         columns: list[Sequence[Any]],
         count: int,
     ) -> list[T]:
+        policy = self.policy
         if self._compiler.unnest_safe(fields):
-            statement = self._statement(("insert_many", fields), self._compiler.insert_many, fields)
+            statement = self._statement(
+                ("insert_many", fields, policy), self._compiler.insert_many, fields, policy=policy
+            )
             arrays = [list(column) for column in columns]
             cursor = conn.execute(statement.sql, statement.params(arrays))
             found = cursor.fetchall()
         else:
-            statement = self._statement(("insert", fields), self._compiler.insert, fields)
+            statement = self._statement(
+                ("insert", fields, policy), self._compiler.insert, fields, policy=policy
+            )
             found = []
             with conn.cursor() as cursor:
                 cursor.executemany(
@@ -708,21 +959,26 @@ class Repository(Generic[T]):
         """Update the given columns of one row; returns it, or None when there is no such row.
 
         ``modified_at`` (any ``on_update`` column) is set too; the primary key, ``created_at``
-        and other immutable columns are rejected by validation.
+        and other immutable columns are rejected by validation (under a client policy, every
+        server-managed or hidden column too).
 
         >>> repo.update_by_id(row.id, {"status": "revoked"})
         """
-        fields, values = _set_fields(self.table.validate_update(data))
+        fields, values = _set_fields(self._validated_update(data))
         values.append(id)
+        values += self._scope_values
         live = self._live(False)
+        policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("update_by_id", fields, live),
+            ("update_by_id", fields, live, policy, scope),
             self._compiler.update,
             fields,
-            None,
-            True,
-            live,
-            True,
+            where_key=None,
+            by_id=True,
+            live=live,
+            returning=True,
+            policy=policy,
+            scope=scope,
         )
         return self._row(statement, values, transaction, write=True)
 
@@ -730,9 +986,10 @@ class Repository(Generic[T]):
     def update_all(
         self,
         data: Data,
-        where: Where,
+        where: Where = None,
         *,
         returning: Literal[False] = False,
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> int: ...
 
@@ -740,36 +997,42 @@ class Repository(Generic[T]):
     def update_all(
         self,
         data: Data,
-        where: Where,
+        where: Where = None,
         *,
         returning: Literal[True],
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> list[T]: ...
 
     def update_all(
         self,
         data: Data,
-        where: Where,
+        where: Where = None,
         *,
         returning: bool = False,
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> int | list[T]:
-        """Update every row matching `where` (``{}`` or None: all rows); returns the count, or
-        the updated rows with ``returning=True``.
+        """Update every row matching `where`; returns the count, or the updated rows with
+        ``returning=True``. A where clause that matches every row (None, ``{}``) is refused:
+        pass ``all=True`` (and no where) to update every row (of the scope).
 
         >>> repo.update_all({"status": "expired"}, {"expires_at": {"lt": now}})
         """
-        fields, values = _set_fields(self.table.validate_update(data))
-        where_key = self._where(where, values)
+        fields, values = _set_fields(self._validated_update(data))
+        where_key = self._where(where, values, required=True, everything=all)
         live = self._live(False)
+        policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("update_all", fields, where_key, live, returning),
+            ("update_all", fields, where_key, live, returning, policy, scope),
             self._compiler.update,
             fields,
-            where_key,
-            False,
-            live,
-            returning,
+            where_key=where_key,
+            by_id=False,
+            live=live,
+            returning=returning,
+            policy=policy,
+            scope=scope,
         )
         if returning:
             return self._rows(statement, values, transaction, write=True)
@@ -780,49 +1043,67 @@ class Repository(Generic[T]):
 
         >>> repo.delete_by_id(row.id)
         """
+        return self._hard_delete_by_id(id, transaction)
+
+    def _hard_delete_by_id(self, id: Any, transaction: Transaction | None) -> T | None:
+        policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("delete_by_id",), self._compiler.delete, None, True, False, True
+            ("delete_by_id", policy, scope),
+            self._compiler.delete,
+            where_key=None,
+            by_id=True,
+            live=False,
+            returning=True,
+            policy=policy,
+            scope=scope,
         )
-        return self._row(statement, [id], transaction, write=True)
+        return self._row(statement, [id, *self._scope_values], transaction, write=True)
 
     @overload
     def delete_all(
         self,
-        where: Where,
+        where: Where = None,
         *,
         returning: Literal[False] = False,
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> int: ...
 
     @overload
     def delete_all(
         self,
-        where: Where,
+        where: Where = None,
         *,
         returning: Literal[True],
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> list[T]: ...
 
     def delete_all(
         self,
-        where: Where,
+        where: Where = None,
         *,
         returning: bool = False,
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> int | list[T]:
-        """Delete every row matching `where`; returns the count (or the rows).
+        """Delete every row matching `where`; returns the count (or the rows). A where clause
+        that matches every row is refused: pass ``all=True`` (and no where) to mean it.
 
         >>> repo.delete_all({"status": "draft"})
         """
         values: list[Any] = []
-        where_key = self._where(where, values)
+        where_key = self._where(where, values, required=True, everything=all)
+        policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("delete_all", where_key, returning),
+            ("delete_all", where_key, returning, policy, scope),
             self._compiler.delete,
-            where_key,
-            False,
-            False,
-            returning,
+            where_key=where_key,
+            by_id=False,
+            live=False,
+            returning=returning,
+            policy=policy,
+            scope=scope,
         )
         if returning:
             return self._rows(statement, values, transaction, write=True)
@@ -841,32 +1122,69 @@ class Repository(Generic[T]):
         ``conflict`` names the columns of the primary key, a unique constraint or a unique index
         (a partial one, such as `live_unique`, is matched with its WHERE). ``update`` defaults to
         every inserted column that may be updated and is not a conflict column; an empty list
-        means DO NOTHING, and then a conflict returns None.
+        means DO NOTHING, and then a conflict returns None (so does a conflict with a row of
+        another scope, which is never updated).
 
         >>> repo.upsert({"email": "a@x.io", "name": "Ann"}, conflict=["email"])
         """
-        fields, values = _set_fields(self.table.validate_insert(data))
+        fields, values = _set_fields(self._validated_insert(data))
         if isinstance(conflict, str):
             conflict = (conflict,)
         conflict_cols = tuple(self._compiler.column(c, "conflict").field for c in conflict)
-        if update is None:
+        if self.policy.client:
+            updatable = {
+                c.field for c in self.table.updatable_columns if not (c.hidden or c.server_managed)
+            }
+        else:
             updatable = {c.field for c in self.table.updatable_columns}
+        if update is None:
             update_cols = tuple(f for f in fields if f in updatable and f not in conflict_cols)
         else:
             update_cols = tuple(self._compiler.column(c, "update").field for c in update)
-            allowed = {c.field for c in self.table.updatable_columns}
             for name in update_cols:
-                if name not in allowed:
+                if name not in updatable:
                     raise DeclarationError(f"upsert may not update {name!r}", table=self._name)
+        policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("upsert", fields, conflict_cols, update_cols, self.soft_delete),
+            ("upsert", fields, conflict_cols, update_cols, self.soft_delete, policy, scope),
             self._compiler.insert,
             fields,
-            conflict_cols,
-            update_cols,
-            self.soft_delete,
+            conflict=conflict_cols,
+            update=update_cols,
+            live_reset=self.soft_delete,
+            policy=policy,
+            scope=scope,
         )
         return self._row(statement, values, transaction, write=True)
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def _begin(
+        self,
+        conn: psycopg.Connection[Any],
+        settings: tuple[tuple[str, str], ...],
+        *,
+        begun: bool = False,
+    ) -> None:
+        """BEGIN a transaction of the call's own (unless `begun`) with its local settings."""
+        if not begun:
+            conn.execute("BEGIN", prepare=False)
+        if settings:
+            conn.execute(set_config_sql(len(settings)), [v for pair in settings for v in pair])
+
+    def _validate_all(self, items: list[Any], start: int = 0) -> list[msgspec.Struct]:
+        """Validate rows against the insert type (the client insert type under a client
+        policy); a `ValidationError` names the row and field (``$[i]``, counted from `start`:
+        the position of ``items[0]`` in the whole batch)."""
+        table = self.table
+        if self.scope:
+            items = [self._with_scope(item) for item in items]
+        validated = _validate_all(table, items, start, client=self.policy.client)
+        if self.scope:
+            validated = [
+                self._check_scope(row, position) for position, row in enumerate(validated, start)
+            ]
+        return validated
 
 
 class SoftDeletableRepository(Repository[T]):
@@ -884,8 +1202,15 @@ class SoftDeletableRepository(Repository[T]):
 
     soft_delete = True
 
-    def __init__(self, db: Database, row_type: type[T], *, max_limit: int | None = 1000) -> None:
-        super().__init__(db, row_type, max_limit=max_limit)
+    def __init__(
+        self,
+        db: Database,
+        row_type: type[T],
+        *,
+        max_limit: int | None = 1000,
+        policy: FilterPolicy = TRUSTED,
+    ) -> None:
+        super().__init__(db, row_type, max_limit=max_limit, policy=policy)
         soft = self.table.soft_delete_column
         if soft is None:
             raise DeclarationError(
@@ -899,58 +1224,75 @@ class SoftDeletableRepository(Repository[T]):
 
         >>> products.delete_by_id(pid)
         """
+        return self._mark_by_id(id, transaction, restore=False)
+
+    def _mark_by_id(self, id: Any, transaction: Transaction | None, *, restore: bool) -> T | None:
+        """Soft-delete a live row, or (`restore`) undo the soft delete of a deleted one."""
+        assert self.table.soft_delete_column is not None
+        policy, scope = self.policy, self._scope_fields
+        sets = ((self.table.soft_delete_column.name, "NULL"),) if restore else self._soft_sets
         statement = self._statement(
-            ("soft_delete_by_id",),
+            ("restore_by_id" if restore else "soft_delete_by_id", policy, scope),
             self._compiler.update,
             (),
-            None,
-            True,
-            True,
-            True,
-            raw_sets=self._soft_sets,
+            where_key=None,
+            by_id=True,
+            live=not restore,
+            returning=True,
+            raw_sets=sets,
+            require_deleted=restore,
+            policy=policy,
+            scope=scope,
         )
-        return self._row(statement, [id], transaction, write=True)
+        return self._row(statement, [id, *self._scope_values], transaction, write=True)
 
     @overload
     def delete_all(
         self,
-        where: Where,
+        where: Where = None,
         *,
         returning: Literal[False] = False,
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> int: ...
 
     @overload
     def delete_all(
         self,
-        where: Where,
+        where: Where = None,
         *,
         returning: Literal[True],
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> list[T]: ...
 
     def delete_all(
         self,
-        where: Where,
+        where: Where = None,
         *,
         returning: bool = False,
+        all: bool = False,
         transaction: Transaction | None = None,
     ) -> int | list[T]:
-        """Soft-delete every live row matching `where`; returns the count (or the rows).
+        """Soft-delete every live row matching `where`; returns the count (or the rows). A where
+        clause that matches every row is refused: pass ``all=True`` (and no where) to mean it.
 
         >>> products.delete_all({"status": "discontinued"})
         """
         values: list[Any] = []
-        where_key = self._where(where, values)
+        where_key = self._where(where, values, required=True, everything=all)
+        policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("soft_delete_all", where_key, returning),
+            ("soft_delete_all", where_key, returning, policy, scope),
             self._compiler.update,
             (),
-            where_key,
-            False,
-            True,
-            returning,
+            where_key=where_key,
+            by_id=False,
+            live=True,
+            returning=returning,
             raw_sets=self._soft_sets,
+            policy=policy,
+            scope=scope,
         )
         if returning:
             return self._rows(statement, values, transaction, write=True)
@@ -961,29 +1303,21 @@ class SoftDeletableRepository(Repository[T]):
 
         >>> products.restore_by_id(pid)
         """
-        assert self.table.soft_delete_column is not None
-        statement = self._statement(
-            ("restore_by_id",),
-            self._compiler.update,
-            (),
-            None,
-            True,
-            False,
-            True,
-            raw_sets=((self.table.soft_delete_column.name, "NULL"),),
-            require_deleted=True,
-        )
-        return self._row(statement, [id], transaction, write=True)
+        return self._mark_by_id(id, transaction, restore=True)
 
     def hard_delete_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
         """Delete one row for real, deleted or not; returns it as it was, or None.
 
         >>> products.hard_delete_by_id(pid)
         """
-        statement = self._statement(
-            ("hard_delete_by_id",), self._compiler.delete, None, True, False, True
-        )
-        return self._row(statement, [id], transaction, write=True)
+        return self._hard_delete_by_id(id, transaction)
+
+
+def _tighter(a: int | None, b: int | None) -> int | None:
+    """The smaller of two caps, None meaning no cap."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
 
 
 def _row_list(rows: Iterable[Data]) -> list[Any]:
@@ -1009,29 +1343,44 @@ def _set_fields(validated: msgspec.Struct) -> tuple[tuple[str, ...], list[Any]]:
 _ROW_INDEX = re.compile(r"`\$\[(\d+)\]")
 
 
-def _validate_all(table: Table[Any], items: list[Any], start: int = 0) -> list[msgspec.Struct]:
-    """Validate rows against the insert type; a `ValidationError` names the row and field
-    (``$[i]``, counted from `start`: the position of ``items[0]`` in the whole batch).
+def _validate_all(
+    table: Table[Any], items: list[Any], start: int = 0, *, client: bool = False
+) -> list[msgspec.Struct]:
+    """Validate rows against the insert type (`client`: the client insert type, then completed
+    with the insert type's defaults); a `ValidationError` names the row and field (``$[i]``,
+    counted from `start`: the position of ``items[0]`` in the whole batch).
 
     Plain dicts go through one msgspec call for the whole list (half the cost of one call per
-    row); other inputs (Structs, JSON text) row by row, with the same messages.
+    row); other inputs (Structs, JSON text) row by row, with the same messages. The strict
+    checks msgspec's types cannot express (text, numeric ranges) then run a column at a time.
     """
     if not items:
         return []
-    insert_type = table.insert_type
+    target = table.client_insert_type if client else table.insert_type
+    validated: list[msgspec.Struct]
     if set(map(type, items)) == {dict}:  # map(type, ...): C speed over 100k rows
         try:
-            validated: list[msgspec.Struct] = msgspec.convert(items, list[insert_type])  # type: ignore[valid-type]
+            validated = msgspec.convert(items, list[target])  # type: ignore[valid-type]
         except msgspec.ValidationError as exc:
             message = str(exc)
             if start:
                 message = _ROW_INDEX.sub(lambda m: f"`$[{int(m.group(1)) + start}]", message, 1)
-            raise table.validation_error(message) from exc
+            raise table.validation_error(message, "client insert" if client else "insert") from exc
+        except (UnicodeError, RecursionError, ValueError, TypeError, OverflowError) as exc:
+            raise ValidationError(
+                f"cannot read the rows: {type(exc).__name__}", table=table.qualified_name
+            ) from None
+        for field, _ in table._value_checks:
+            if field in target.__struct_fields__:
+                table.check_column(field, list(map(operator.attrgetter(field), validated)), start)
+        if client:
+            insert_type = table.insert_type
+            validated = [insert_type(**_given(row)) for row in validated]
         return validated
     validated = []
     for index, item in enumerate(items, start):
         try:
-            validated.append(table.validate_insert(item))
+            validated.append(table.validate_insert(item, client=client))
         except ValidationError as exc:
             # msgspec says `$.price` of one row; in a batch it is `$[41].price`, as above.
             reason = exc.reason.replace("`$.", f"`$[{index}].").replace("`$`", f"`$[{index}]`")
@@ -1039,6 +1388,11 @@ def _validate_all(table: Table[Any], items: list[Any], start: int = 0) -> list[m
                 reason += f" - at `$[{index}]`"
             raise ValidationError(reason, table=exc.table, field=exc.field) from exc
     return validated
+
+
+def _given(struct: msgspec.Struct) -> dict[str, Any]:
+    """The fields of a Struct that are set (not UNSET), as keywords."""
+    return {f: v for f in struct.__struct_fields__ if (v := getattr(struct, f)) is not _UNSET}
 
 
 Columns = list[Sequence[Any]]
@@ -1098,14 +1452,32 @@ def _rows_of(columns: Columns, count: int) -> Iterable[tuple[Any, ...]]:
 _encode_lines = msgspec.json.Encoder().encode_lines
 
 
-def _json_texts(values: Sequence[Any]) -> list[str | None]:
+def _json_texts(
+    values: Sequence[Any], table: Table[Any] | None = None, field: str | None = None
+) -> list[str | None]:
     """jsonb values as JSON text, NULL kept: one msgspec call for the whole column.
 
     JSON text never holds a raw newline (strings escape it), so newline-delimited JSON
-    splits back into one text per value.
+    splits back into one text per value. Text jsonb would refuse (a NUL character) is a
+    `ValidationError` naming `field`.
     """
-    texts: list[str | None] = list(_encode_lines(values).decode().split("\n"))
+    try:
+        joined = _encode_lines(values).decode()
+    except (UnicodeError, ValueError, OverflowError) as exc:
+        raise ValidationError(
+            f"cannot write a value as JSON: {exc}",
+            table=table.qualified_name if table else None,
+            field=field,
+        ) from None
+    texts: list[str | None] = list(joined.split("\n"))
     texts.pop()  # after the last newline
+    problem = json_text_problem(joined)
+    if problem is not None:
+        raise ValidationError(
+            f"{problem} (column {field} of a row)",
+            table=table.qualified_name if table else None,
+            field=field,
+        )
     if None in values:
         texts = [None if value is None else text for value, text in zip(values, texts, strict=True)]
     return texts

@@ -39,6 +39,7 @@ import msgspec
 from .columns import Column
 from .errors import DeclarationError, ValidationError
 from .sqltypes import ColumnKind, bounded, resolve
+from .values import clip, decimal_problem, numeric_bounds, text_problem
 
 __all__ = [
     "Check",
@@ -117,6 +118,32 @@ class ColumnDef:
     def default_factory(self) -> Callable[[], Any] | None:
         """The Python-side default (e.g. a uuid maker), called for inserts that omit the column."""
         return self.options.default_factory  # type: ignore[no-any-return]
+
+    @property
+    def hidden(self) -> bool:
+        """True for a column never returned unless code names it, and unknown to clients."""
+        return self.options.hidden
+
+    @property
+    def server_managed(self) -> bool:
+        """True when client bodies may not set the column: an identity, a primary key the library
+        or the server fills in, a column set by every update (``modified_at``) or by a delete
+        (``deleted_at``), an immutable column with a server default (``created_at``), or one
+        declared ``read_only``. Trusted code can still set it (seeds, imports)."""
+        options = self.options
+        has_default = (
+            options.server_default is not None
+            or options.default_factory is not None
+            or self.default is not msgspec.NODEFAULT
+        )
+        return bool(
+            self.identity
+            or options.read_only
+            or options.on_update
+            or options.soft_delete
+            or (options.primary_key and has_default)
+            or (options.immutable and options.server_default is not None)
+        )
 
     @property
     def has_insert_default(self) -> bool:
@@ -342,10 +369,15 @@ class Table(Generic[T]):
     - ``row_type``: the Struct a full row decodes into;
     - ``insert_type``: server-defaulted, identity and nullable columns optional (``UNSET`` =
       "let the server decide"), Python defaults filled in; unknown fields rejected;
-    - ``update_type``: every changeable column optional, ``UNSET`` meaning "leave it".
+    - ``update_type``: every changeable column optional, ``UNSET`` meaning "leave it";
+    - ``client_insert_type`` / ``client_update_type``: the same without server-managed columns
+      (``id``, ``created_at``, ``modified_at``, ``deleted_at``, ``read_only`` ones) and hidden
+      ones: the types for bodies that come from API clients.
 
-    In both, integers are bounded by their SQL type (``smallint``, ``integer``, ``bigint``), so
-    an out-of-range value is a `ValidationError` naming the field, not a server error.
+    In all of them, integers are bounded by their SQL type (``smallint``, ``integer``,
+    ``bigint``), numbers by ``numeric(p, s)`` (NaN and Infinity refused), and text that
+    PostgreSQL cannot store (NUL, lone surrogates) is refused: a `ValidationError` naming the
+    field, never a server error.
     """
 
     def __init__(
@@ -380,8 +412,14 @@ class Table(Generic[T]):
         self.indexes: tuple[Index, ...] = self._name_indexes(indexes)
         self.uniques: tuple[Unique, ...] = self._name_uniques(uniques)
         self.checks: tuple[Check, ...] = self._name_checks(checks)
+        self.visible_columns: tuple[ColumnDef, ...] = tuple(c for c in self.columns if not c.hidden)
         self.insert_type: type[msgspec.Struct] = self._derive_insert_type()
         self.update_type: type[msgspec.Struct] = self._derive_update_type()
+        self.client_insert_type: type[msgspec.Struct] = self._derive_insert_type(client=True)
+        self.client_update_type: type[msgspec.Struct] = self._derive_update_type(client=True)
+        self._value_checks: tuple[tuple[str, Callable[[Any], str | None]], ...] = tuple(
+            (c.field, check) for c in self.columns if (check := _value_check(c)) is not None
+        )
 
     def __repr__(self) -> str:
         return f"Table({self.qualified_name})"
@@ -574,10 +612,10 @@ class Table(Generic[T]):
 
     # -- derived types ---------------------------------------------------------------------------
 
-    def _derive_insert_type(self) -> type[msgspec.Struct]:
+    def _derive_insert_type(self, *, client: bool = False) -> type[msgspec.Struct]:
         fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
         for c in self.columns:
-            if c.identity == "always":
+            if c.identity == "always" or (client and (c.hidden or c.server_managed)):
                 continue
             tp = self._input_type(c)
             if c.default is not msgspec.NODEFAULT:
@@ -591,20 +629,22 @@ class Table(Generic[T]):
             else:
                 fields.append((c.field, tp))
         return msgspec.defstruct(
-            f"{self.row_type.__name__}Insert",
+            f"{self.row_type.__name__}{'ClientInsert' if client else 'Insert'}",
             fields,
             kw_only=True,
             forbid_unknown_fields=True,
             module=self.row_type.__module__,
         )
 
-    def _derive_update_type(self) -> type[msgspec.Struct]:
+    def _derive_update_type(self, *, client: bool = False) -> type[msgspec.Struct]:
         fields = []
         for c in self.updatable_columns:
+            if client and (c.hidden or c.server_managed):
+                continue
             tp = self._input_type(c)
             fields.append((c.field, tp | msgspec.UnsetType, msgspec.UNSET))
         return msgspec.defstruct(
-            f"{self.row_type.__name__}Update",
+            f"{self.row_type.__name__}{'ClientUpdate' if client else 'Update'}",
             fields,
             kw_only=True,
             forbid_unknown_fields=True,
@@ -632,16 +672,35 @@ class Table(Generic[T]):
         )
 
     def validate_insert(
-        self, data: Mapping[str, Any] | msgspec.Struct | bytes | str
+        self, data: Mapping[str, Any] | msgspec.Struct | bytes | str, *, client: bool = False
     ) -> msgspec.Struct:
-        """Validate untrusted data against the insert type; `ValidationError` names the field."""
-        return self._convert(data, self.insert_type, "insert")
+        """Validate data against the insert type; `ValidationError` names the field.
+
+        With ``client=True`` the data is an API client's body: it is checked against
+        ``client_insert_type`` (server-managed and hidden columns cannot be set), then completed
+        with the defaults of the insert type (a new ``id``...). Either way the result is an
+        ``insert_type`` instance.
+        """
+        if not client:
+            validated = self._convert(data, self.insert_type, "insert")
+        else:
+            body = self._convert(data, self.client_insert_type, "client insert")
+            validated = self.insert_type(**_given(body))
+        return validated
 
     def validate_update(
-        self, data: Mapping[str, Any] | msgspec.Struct | bytes | str
+        self, data: Mapping[str, Any] | msgspec.Struct | bytes | str, *, client: bool = False
     ) -> msgspec.Struct:
-        """Validate a partial update; omitted fields stay ``UNSET`` ("leave it")."""
-        return self._convert(data, self.update_type, "update")
+        """Validate a partial update; omitted fields stay ``UNSET`` ("leave it").
+
+        With ``client=True`` it is checked against ``client_update_type`` (a client cannot set
+        ``deleted_at``, ``modified_at``, read-only or hidden columns); the result is an
+        ``update_type`` instance either way.
+        """
+        if not client:
+            return self._convert(data, self.update_type, "update")
+        body = self._convert(data, self.client_update_type, "client update")
+        return self.update_type(**_given(body))
 
     def validate_row(self, data: Mapping[str, Any] | msgspec.Struct | bytes | str) -> T:
         """Validate a full row against the row type."""
@@ -650,22 +709,74 @@ class Table(Generic[T]):
     def _convert(self, data: Any, target: type[msgspec.Struct], kind: _Kind) -> msgspec.Struct:
         try:
             if isinstance(data, bytes | bytearray | memoryview | str):
-                return msgspec.json.decode(data, type=target)
-            if isinstance(data, msgspec.Struct):
-                data = {
-                    f: getattr(data, f)
-                    for f in data.__struct_fields__
-                    if getattr(data, f) is not msgspec.UNSET
-                }
-            return msgspec.convert(data, target)
+                validated = msgspec.json.decode(data, type=target)
+            else:
+                if isinstance(data, msgspec.Struct):
+                    data = _given(data)
+                validated = msgspec.convert(data, target)
         except msgspec.ValidationError as exc:
             raise self.validation_error(str(exc), kind) from exc
         except msgspec.DecodeError as exc:
             raise ValidationError(f"malformed JSON: {exc}", table=self.qualified_name) from exc
+        except UnicodeError:
+            raise ValidationError(
+                "the data is not valid UTF-8 text", table=self.qualified_name
+            ) from None
+        except RecursionError:
+            raise ValidationError(
+                "the data is nested too deeply", table=self.qualified_name
+            ) from None
+        except (ValueError, TypeError, OverflowError) as exc:  # hostile values msgspec lets by
+            raise ValidationError(
+                f"cannot read the data: {exc}", table=self.qualified_name
+            ) from None
+        if kind != "row":
+            self.check_values(validated)
+        return validated
 
-    def validation_error(
-        self, message: str, kind: Literal["insert", "update", "row"] = "insert"
-    ) -> ValidationError:
+    def check_values(self, validated: msgspec.Struct, *, position: int | None = None) -> None:
+        """What msgspec's types cannot express, on a validated insert or update: text PostgreSQL
+        cannot store, numbers a ``numeric(p, s)`` would overflow or round, NaN and Infinity.
+        `ValidationError` naming the field (and the row's `position` in a batch)."""
+        for field, check in self._value_checks:
+            value = getattr(validated, field, None)
+            if value is None or value is msgspec.UNSET:
+                continue
+            problem = check(value)
+            if problem is not None:
+                at = (
+                    f" - at `$[{position}].{field}`"
+                    if position is not None
+                    else f" - at `$.{field}`"
+                )
+                raise ValidationError(problem + at, table=self.qualified_name, field=field)
+
+    def check_column(self, field: str, values: Sequence[Any], start: int = 0) -> None:
+        """`check_values` for one field of many rows (``values[i]`` is row ``start + i``).
+
+        Text columns are checked in one pass over the joined text; a problem is then located
+        row by row.
+        """
+        check = dict(self._value_checks).get(field)
+        if check is None:
+            return
+        column = self.by_field[field]
+        if column.kind == "scalar" and column.python_type is str:
+            joined = "".join(filter(None, values))
+            if text_problem(joined) is None:
+                return
+        for index, value in enumerate(values):
+            if value is None or value is msgspec.UNSET:
+                continue
+            problem = check(value)
+            if problem is not None:
+                raise ValidationError(
+                    f"{problem} - at `$[{start + index}].{field}`",
+                    table=self.qualified_name,
+                    field=field,
+                )
+
+    def validation_error(self, message: str, kind: _Kind = "insert") -> ValidationError:
         """msgspec's `message` about `kind` data (``insert``, ``update`` or ``row``) of this table
         as a `ValidationError` naming the column: the first key of the path (``$.meta.tier`` →
         ``meta``; ``$[41].price`` → ``price`` for a list of rows), else the field the object at
@@ -691,9 +802,20 @@ class Table(Generic[T]):
     def _not_settable(self, name: str, kind: _Kind) -> str:
         """Why `name` is refused in `kind` data: a column that cannot be set there, or unknown
         (with the nearest field when one is close)."""
-        target = self.insert_type if kind == "insert" else self.update_type
-        fields: tuple[str, ...] = (self.row_type if kind == "row" else target).__struct_fields__
+        target: type[Any] = {
+            "insert": self.insert_type,
+            "update": self.update_type,
+            "row": self.row_type,
+            "client insert": self.client_insert_type,
+            "client update": self.client_update_type,
+        }[kind]
+        fields: tuple[str, ...] = target.__struct_fields__
         column = self.by_field.get(name) or self.by_name.get(name)
+        if kind.startswith("client") and column is not None and column.field not in fields:
+            if column.hidden:  # the same answer as for a column that does not exist: no oracle
+                column = None
+            elif column.server_managed:
+                return f"field `{name}` is managed by the server and cannot be set by a client"
         if column is not None and column.field not in fields:
             if kind == "insert":  # only identity-always columns are left out of inserts
                 generated = f"generated (identity {column.identity})"
@@ -709,14 +831,61 @@ class Table(Generic[T]):
             else:
                 why = "not updatable"
             return f"field `{name}` cannot be updated ({why})"
-        unknown = f"Object contains unknown field `{name}`"
+        unknown = f"Object contains unknown field `{clip(name)}`"
         if column is not None:  # the SQL name of a column whose field is spelled otherwise
             return f"{unknown} (did you mean `{column.field}`?)"
-        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.7)
+        close = difflib.get_close_matches(name[:100], fields, n=1, cutoff=0.7)
         return f"{unknown} (did you mean `{close[0]}`?)" if close else unknown
 
 
-_Kind = Literal["insert", "update", "row"]
+_Kind = Literal["insert", "update", "row", "client insert", "client update"]
+
+
+def _given(struct: msgspec.Struct) -> dict[str, Any]:
+    """The fields of a Struct that are set (not UNSET), as keywords."""
+    return {
+        f: value
+        for f in struct.__struct_fields__
+        if (value := getattr(struct, f)) is not msgspec.UNSET
+    }
+
+
+def _value_check(column: ColumnDef) -> Callable[[Any], str | None] | None:
+    """The strict check (see `Table.check_values`) of one column's values, or None."""
+    tp = column.python_type
+    if column.kind == "array":
+        (item,) = typing.get_args(tp) or (Any,)
+        item_check = _scalar_check(typing.get_args(item)[0] if _is_optional(item) else item, column)
+        if item_check is None:
+            return None
+
+        def check_items(values: Any) -> str | None:
+            for value in values:
+                if value is not None and (problem := item_check(value)) is not None:
+                    return problem
+            return None
+
+        return check_items
+    if column.kind == "scalar":
+        return _scalar_check(tp, column)
+    return None
+
+
+def _is_optional(tp: Any) -> bool:
+    return type(None) in typing.get_args(tp)
+
+
+def _scalar_check(tp: Any, column: ColumnDef) -> Callable[[Any], str | None] | None:
+    if tp is str:
+        return text_problem
+    from decimal import Decimal
+
+    if tp is Decimal:
+        bounds = numeric_bounds(column.sql_type.partition("[")[0])
+        return lambda value: decimal_problem(value, bounds)
+    return None
+
+
 # msgspec's messages: "<reason> - at `$<path>`", the path left out at the root.
 _AT = " - at `$"
 _PATH_HEAD = re.compile(r"(?:\[\d+\])?(?:\.([^\W\d]\w*))?")  # [row of a list].column

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
+from ._connect import set_config_sql
 from .errors import DatabaseError, TransactionError, map_database_error
 
 if TYPE_CHECKING:
@@ -127,7 +128,15 @@ class Transaction:
 
     @property
     def connection(self) -> psycopg.Connection[Any]:
-        """The connection the transaction runs on; `TransactionError` once it has ended."""
+        """The connection the transaction runs on, for statements of your own; `TransactionError`
+        once it has ended. What they change in the session (``SET``...) is reset when the
+        connection goes back to the pool."""
+        conn = self._connection()
+        self._db.mark_dirty(conn)
+        return conn
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The connection, for nxdata's own statements (no session changes)."""
         if self._done or (self._parent is not None and not self.active):
             raise TransactionError(f"{self!r} was already committed or rolled back")
         return self._conn
@@ -145,7 +154,7 @@ class Transaction:
         committed: it is rolled back and `TransactionError` says so; a savepoint is rolled back
         to, which leaves the enclosing transaction usable.
         """
-        conn = self.connection
+        conn = self._connection()
         self._done = True
         failed = conn.pgconn.transaction_status == _INERROR
         if self._savepoint is not None:
@@ -167,7 +176,7 @@ class Transaction:
 
         Never fails because the connection was lost: the server has ended the transaction then.
         """
-        conn = self.connection
+        conn = self._connection()
         self._done = True
         if self._savepoint is not None:
             _rollback(conn, self._savepoint)
@@ -179,7 +188,7 @@ class Transaction:
 
     def begin_savepoint(self) -> Transaction:
         """Open a savepoint inside this transaction; returns it as a nested transaction."""
-        conn = self.connection
+        conn = self._connection()
         root: Transaction = self
         while root._parent is not None:
             root = root._parent
@@ -210,7 +219,7 @@ class TransactionBlock:
     Inside another block of the same database (same task) it opens a savepoint instead.
     """
 
-    __slots__ = ("_db", "_isolation", "_parent", "_read_only", "_token", "_tx")
+    __slots__ = ("_db", "_isolation", "_parent", "_read_only", "_settings", "_token", "_tx")
 
     def __init__(
         self,
@@ -219,6 +228,7 @@ class TransactionBlock:
         isolation: str | None = None,
         read_only: bool = False,
         parent: Transaction | None = None,
+        settings: tuple[tuple[str, str], ...] = (),
     ) -> None:
         if isolation is not None:
             begin_sql(isolation, read_only)  # fail early on a misspelt level
@@ -226,6 +236,7 @@ class TransactionBlock:
         self._isolation = isolation
         self._read_only = read_only
         self._parent = parent
+        self._settings = settings
         self._tx: Transaction | None = None
         self._token: Token[Transaction | None] | None = None
 
@@ -237,8 +248,15 @@ class TransactionBlock:
                 parent = current
         if parent is not None:
             tx = parent.begin_savepoint()
+            if self._settings:  # local to the transaction: they outlive the savepoint's release
+                _apply_settings(tx._connection(), self._settings)
         else:
-            tx = begin(self._db, isolation=self._isolation, read_only=self._read_only)
+            tx = begin(
+                self._db,
+                isolation=self._isolation,
+                read_only=self._read_only,
+                settings=self._settings,
+            )
         self._tx = tx
         self._token = _current.set(tx)
         return tx
@@ -256,18 +274,39 @@ class TransactionBlock:
         _finish(self._tx, exc)
 
 
-def begin(db: Database, *, isolation: str | None = None, read_only: bool = False) -> Transaction:
-    """Borrow a connection and BEGIN on it (see `Database.begin_transaction`)."""
+def begin(
+    db: Database,
+    *,
+    isolation: str | None = None,
+    read_only: bool = False,
+    settings: tuple[tuple[str, str], ...] = (),
+) -> Transaction:
+    """Borrow a connection and BEGIN on it (see `Database.begin_transaction`), then apply
+    the transaction-local settings of the current `local_settings` block and `settings`."""
     sql = begin_sql(isolation, read_only)
+    settings = db._local() + settings
     conn = db._acquire(write=not read_only)
     try:
-        conn.execute(sql, prepare=False)  # see `_run`
+        if settings:
+            with conn.pipeline():  # one round trip
+                conn.execute(sql, prepare=False)
+                _apply_settings(conn, settings)
+        else:
+            conn.execute(sql, prepare=False)  # see `_run`
     except BaseException as exc:
         db._release(conn)
         if isinstance(exc, psycopg.Error):
             raise map_database_error(exc) from exc
         raise
     return Transaction(db, conn, isolation=isolation)
+
+
+def _apply_settings(conn: psycopg.Connection[Any], settings: tuple[tuple[str, str], ...]) -> None:
+    """``set_config(name, value, true)`` for each setting: local to the transaction."""
+    try:
+        conn.execute(set_config_sql(len(settings)), [v for pair in settings for v in pair])
+    except psycopg.Error as exc:
+        raise map_database_error(exc) from exc
 
 
 def _finish(tx: Transaction, exc: BaseException | None) -> None:

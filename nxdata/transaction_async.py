@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
+from ._connect import set_config_sql
 from .errors import DatabaseError, TransactionError, map_database_error
 
 if TYPE_CHECKING:
@@ -126,7 +127,15 @@ class AsyncTransaction:
 
     @property
     def connection(self) -> psycopg.AsyncConnection[Any]:
-        """The connection the transaction runs on; `TransactionError` once it has ended."""
+        """The connection the transaction runs on, for statements of your own; `TransactionError`
+        once it has ended. What they change in the session (``SET``...) is reset when the
+        connection goes back to the pool."""
+        conn = self._connection()
+        self._db.mark_dirty(conn)
+        return conn
+
+    def _connection(self) -> psycopg.AsyncConnection[Any]:
+        """The connection, for nxdata's own statements (no session changes)."""
         if self._done or (self._parent is not None and not self.active):
             raise TransactionError(f"{self!r} was already committed or rolled back")
         return self._conn
@@ -144,7 +153,7 @@ class AsyncTransaction:
         committed: it is rolled back and `TransactionError` says so; a savepoint is rolled back
         to, which leaves the enclosing transaction usable.
         """
-        conn = self.connection
+        conn = self._connection()
         self._done = True
         failed = conn.pgconn.transaction_status == _INERROR
         if self._savepoint is not None:
@@ -166,7 +175,7 @@ class AsyncTransaction:
 
         Never fails because the connection was lost: the server has ended the transaction then.
         """
-        conn = self.connection
+        conn = self._connection()
         self._done = True
         if self._savepoint is not None:
             await _rollback(conn, self._savepoint)
@@ -178,7 +187,7 @@ class AsyncTransaction:
 
     async def begin_savepoint(self) -> AsyncTransaction:
         """Open a savepoint inside this transaction; returns it as a nested transaction."""
-        conn = self.connection
+        conn = self._connection()
         root: AsyncTransaction = self
         while root._parent is not None:
             root = root._parent
@@ -209,7 +218,7 @@ class AsyncTransactionBlock:
     Inside another block of the same database (same task) it opens a savepoint instead.
     """
 
-    __slots__ = ("_db", "_isolation", "_parent", "_read_only", "_token", "_tx")
+    __slots__ = ("_db", "_isolation", "_parent", "_read_only", "_settings", "_token", "_tx")
 
     def __init__(
         self,
@@ -218,6 +227,7 @@ class AsyncTransactionBlock:
         isolation: str | None = None,
         read_only: bool = False,
         parent: AsyncTransaction | None = None,
+        settings: tuple[tuple[str, str], ...] = (),
     ) -> None:
         if isolation is not None:
             begin_sql(isolation, read_only)  # fail early on a misspelt level
@@ -225,6 +235,7 @@ class AsyncTransactionBlock:
         self._isolation = isolation
         self._read_only = read_only
         self._parent = parent
+        self._settings = settings
         self._tx: AsyncTransaction | None = None
         self._token: Token[AsyncTransaction | None] | None = None
 
@@ -236,8 +247,15 @@ class AsyncTransactionBlock:
                 parent = current
         if parent is not None:
             tx = await parent.begin_savepoint()
+            if self._settings:  # local to the transaction: they outlive the savepoint's release
+                await _apply_settings(tx._connection(), self._settings)
         else:
-            tx = await begin(self._db, isolation=self._isolation, read_only=self._read_only)
+            tx = await begin(
+                self._db,
+                isolation=self._isolation,
+                read_only=self._read_only,
+                settings=self._settings,
+            )
         self._tx = tx
         self._token = _current.set(tx)
         return tx
@@ -256,19 +274,40 @@ class AsyncTransactionBlock:
 
 
 async def begin(
-    db: AsyncDatabase, *, isolation: str | None = None, read_only: bool = False
+    db: AsyncDatabase,
+    *,
+    isolation: str | None = None,
+    read_only: bool = False,
+    settings: tuple[tuple[str, str], ...] = (),
 ) -> AsyncTransaction:
-    """Borrow a connection and BEGIN on it (see `AsyncDatabase.begin_transaction`)."""
+    """Borrow a connection and BEGIN on it (see `AsyncDatabase.begin_transaction`), then apply
+    the transaction-local settings of the current `local_settings` block and `settings`."""
     sql = begin_sql(isolation, read_only)
+    settings = db._local() + settings
     conn = await db._acquire(write=not read_only)
     try:
-        await conn.execute(sql, prepare=False)  # see `_run`
+        if settings:
+            async with conn.pipeline():  # one round trip
+                await conn.execute(sql, prepare=False)
+                await _apply_settings(conn, settings)
+        else:
+            await conn.execute(sql, prepare=False)  # see `_run`
     except BaseException as exc:
         await db._release(conn)
         if isinstance(exc, psycopg.Error):
             raise map_database_error(exc) from exc
         raise
     return AsyncTransaction(db, conn, isolation=isolation)
+
+
+async def _apply_settings(
+    conn: psycopg.AsyncConnection[Any], settings: tuple[tuple[str, str], ...]
+) -> None:
+    """``set_config(name, value, true)`` for each setting: local to the transaction."""
+    try:
+        await conn.execute(set_config_sql(len(settings)), [v for pair in settings for v in pair])
+    except psycopg.Error as exc:
+        raise map_database_error(exc) from exc
 
 
 async def _finish(tx: AsyncTransaction, exc: BaseException | None) -> None:

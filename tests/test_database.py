@@ -267,7 +267,7 @@ def test_first_use_from_many_threads_opens_one_pool(test_database_url: str) -> N
     for t in threads:
         t.join()
     try:
-        assert _pools_named(name) == [db.pool]
+        assert _pools_named(name) == [db.get_pool()]
     finally:
         db.close()
 

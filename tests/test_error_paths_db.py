@@ -166,7 +166,7 @@ def test_closed_database_is_not_reopened_behind_your_back(test_database_url: str
         lambda: lazy.fetch_value("SELECT 1"),
         lambda: lazy.connection().__enter__(),
         lambda: lazy.transaction().__enter__(),
-        lambda: lazy.pool,
+        lambda: lazy.get_pool(),
     ):
         with pytest.raises(DatabaseClosed, match=r"was closed: call open\(\)"):
             use()

@@ -52,14 +52,13 @@ def _like(pattern: str, value: str, insensitive: bool) -> bool:
 
 
 def holds(row: Any, col: str, op: str, value: Any) -> bool:
-    """One condition with SQL semantics: comparisons with NULL are not true."""
+    """One condition with the README's semantics: NULL matches only null tests (eq / neq
+    null); every other operator, neq and nin included, is false for NULL."""
     v = getattr(row, col)
     if op == "eq":
         return v is None if value is None else (v is not None and v == value)
-    if op == "neq":  # IS DISTINCT FROM
-        return v is not None if value is None else v != value
-    if op == "nin" and not value:
-        return True  # x <> ALL('{}') is true, even for NULL
+    if op == "neq":  # SQL <>: a NULL column matches neither {"neq": x} nor {"eq": x}
+        return v is not None if value is None else (v is not None and v != value)
     if v is None:
         return False
     if op == "gt":

@@ -115,7 +115,8 @@ def test_and_or_nesting(items: SoftDeletableRepository[Any], seeded: list[Any]) 
         ]
     }
     assert sorted(names(items.find({"where": where}))) == ["alpha", "delta"]
-    assert items.find({"where": {"or": []}}) == []
+    with pytest.raises(FilterError, match="empty or list"):  # not a silent "no WHERE"
+        items.find({"where": {"or": []}})
 
 
 def test_jsonb_paths(items: SoftDeletableRepository[Any], seeded: list[Any]) -> None:
@@ -314,7 +315,7 @@ def test_transaction_argument_on_every_kind_of_call(
         entries.create_all([{"label": "t2"}], transaction=tx)
         entries.create_all([{"label": "t3"}], returning=True, transaction=tx)
         entries.update_by_id(row.id, {"qty": 3}, transaction=tx)
-        entries.update_all({"qty": 4}, {}, transaction=tx)
+        entries.update_all({"qty": 4}, all=True, transaction=tx)
         assert entries.count(transaction=tx) == 3
         assert entries.exists({"qty": 4}, transaction=tx)
         assert len(list(entries.iterate(transaction=tx))) == 3

@@ -82,7 +82,7 @@ async def test_writes_plain(entries: AsyncRepository[Any]) -> None:
     assert deleted is not None and deleted.label == "a"
     assert await entries.find_by_id(row.id) is None
     assert await entries.delete_all({"note": "n"}) == 1
-    gone = await entries.delete_all({}, returning=True)
+    gone = await entries.delete_all(returning=True, all=True)
     assert sorted(r.label for r in gone) == ["b", "z"]
     assert await entries.count() == 0
 
@@ -95,7 +95,7 @@ async def test_soft_delete(items: AsyncSoftDeletableRepository[Any]) -> None:
     assert await items.find_by_id(a.id) is None
     assert await items.find_by_id(a.id, include_deleted=True) is not None
     assert await items.count() == 1 and not await items.exists({"name": "a"})
-    assert await items.update_all({"status": "x"}, None) == 1
+    assert await items.update_all({"status": "x"}, all=True) == 1
     assert [r.name async for r in items.iterate()] == ["b"]
     assert await items.delete_all({"name": "b"}, returning=True) != []
     assert await items.find() == []
@@ -126,7 +126,7 @@ async def test_transactions_and_locks(
     assert (await entries.find_by_id(row.id)).qty == 7  # type: ignore[union-attr]
     with pytest.raises(ZeroDivisionError):
         async with adb.transaction() as tx:
-            await entries.update_all({"qty": 0}, {}, transaction=tx)
+            await entries.update_all({"qty": 0}, all=True, transaction=tx)
             await items.create({"name": "rolled back"}, transaction=tx)
             1 / 0  # noqa: B018
     assert (await entries.find_by_id(row.id)).qty == 7  # type: ignore[union-attr]

@@ -91,10 +91,10 @@ def sync_usage(db: Database, tx: Transaction, atx: AsyncTransaction) -> None:
     assert_type(repo.create_all([{"id": "x", "name": "a"}], returning=True), list[Row])
     assert_type(repo.update_by_id("x", {"name": "b"}), Row | None)
     assert_type(repo.update_all({"name": "b"}, {"score": None}), int)
-    assert_type(repo.update_all({"name": "b"}, None, returning=True), list[Row])
+    assert_type(repo.update_all({"name": "b"}, all=True, returning=True), list[Row])
     assert_type(repo.delete_by_id("x"), Row | None)
-    assert_type(repo.delete_all({}), int)
-    assert_type(repo.delete_all({}, returning=True), list[Row])
+    assert_type(repo.delete_all(all=True), int)
+    assert_type(repo.delete_all(returning=True, all=True), list[Row])
     assert_type(repo.upsert({"id": "x", "name": "a"}, conflict=["id"]), Row | None)
 
     row = repo.find_by_id("x")
@@ -110,8 +110,8 @@ def sync_usage(db: Database, tx: Transaction, atx: AsyncTransaction) -> None:
     assert_type(soft.restore_by_id("x"), Row | None)
     assert_type(soft.hard_delete_by_id("x"), Row | None)
     assert_type(soft.delete_by_id("x"), Row | None)
-    assert_type(soft.delete_all({}), int)
-    assert_type(soft.delete_all({}, returning=True), list[Row])
+    assert_type(soft.delete_all(all=True), int)
+    assert_type(soft.delete_all(returning=True, all=True), list[Row])
     plain: Repository[Row] = soft  # a soft repository is a repository of the same rows
 
     with db.transaction(isolation="serializable") as block:
@@ -146,16 +146,16 @@ async def async_usage(db: AsyncDatabase, tx: AsyncTransaction, stx: Transaction)
     assert_type(await repo.create_all([]), int)
     assert_type(await repo.create_all([], returning=True), list[Row])
     assert_type(await repo.update_by_id("x", {}), Row | None)
-    assert_type(await repo.update_all({}, {}, returning=True), list[Row])
+    assert_type(await repo.update_all({}, all=True, returning=True), list[Row])
     assert_type(await repo.delete_by_id("x"), Row | None)
-    assert_type(await repo.delete_all({}), int)
+    assert_type(await repo.delete_all(all=True), int)
     assert_type(await repo.upsert({"id": "x", "name": "a"}, conflict=["id"]), Row | None)
     async for row in repo.iterate():
         assert_type(row, Row)
 
     soft = AsyncSoftDeletableRepository(db, Row)
     assert_type(await soft.restore_by_id("x"), Row | None)
-    assert_type(await soft.delete_all({}, returning=True), list[Row])
+    assert_type(await soft.delete_all(returning=True, all=True), list[Row])
 
     async with db.transaction() as block:
         assert_type(block, AsyncTransaction)
