@@ -33,6 +33,7 @@ from .embedded import EmbeddedPostgres
 from .errors import NxdataError, ValidationError
 from .filters import Filter
 from .locks import Lock
+from .policy import OPERATORS, TRUSTED, FilterPolicy
 from .repository import Repository, SoftDeletableRepository
 from .repository_async import AsyncRepository, AsyncSoftDeletableRepository
 from .table import Check, ForeignKey, Index, Schema, Table, Unique, live_unique, table_of
@@ -56,6 +57,7 @@ __all__ = [
     "Database",
     "EmbeddedPostgres",
     "Filter",
+    "FilterPolicy",
     "ForeignKey",
     "IdColumns",
     "Index",
@@ -63,11 +65,13 @@ __all__ = [
     "Lock",
     "Money",
     "NxdataError",
+    "OPERATORS",
     "Real",
     "Repository",
     "Schema",
     "SmallInt",
     "SoftDeletableRepository",
+    "TRUSTED",
     "Table",
     "Transaction",
     "Unique",

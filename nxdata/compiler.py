@@ -341,7 +341,8 @@ class _Conv:
                     try:
                         return float(value)
                     except OverflowError:
-                        raise refuse(value, f"{shown(value)} is out of range for {sql_type}") from None
+                        reason = f"{shown(value)} is out of range for {sql_type}"
+                        raise refuse(value, reason) from None
                 raise refuse(value)
 
             return number

@@ -98,7 +98,7 @@ def test_jsonb_paths_arrays_and_enums() -> None:
     )
     assert where_sql({"metadata.n": {"gt": 2}}) == (
         "(CASE WHEN jsonb_typeof((\"metadata\" #> %s::text[])) = 'number' "
-        "THEN ((\"metadata\" #> %s::text[]))::numeric END) > %s::numeric",
+        'THEN (("metadata" #> %s::text[]))::numeric END) > %s::numeric',
         [["n"], ["n"], 2],
     )
     sql, params = where_sql({"metadata.name": {"ilike": "a%"}})
