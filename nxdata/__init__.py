@@ -43,6 +43,8 @@ from .transaction_async import AsyncTransaction
 __version__ = "0.1.0"
 
 __all__ = [
+    "OPERATORS",
+    "TRUSTED",
     "AsyncDatabase",
     "AsyncRepository",
     "AsyncSoftDeletableRepository",
@@ -65,13 +67,11 @@ __all__ = [
     "Lock",
     "Money",
     "NxdataError",
-    "OPERATORS",
     "Real",
     "Repository",
     "Schema",
     "SmallInt",
     "SoftDeletableRepository",
-    "TRUSTED",
     "Table",
     "Transaction",
     "Unique",

@@ -195,7 +195,7 @@ def setup(test_database_url: str) -> Iterator[tuple[Database, Database, str]]:
     reader.close()
     writer.close()
     if os.environ.get("NXDATA_FUZZ_STATS"):
-        print("\nfuzz:", dict(STATS))  # noqa: T201
+        print("\nfuzz:", dict(STATS))
     with psycopg.connect(test_database_url, autocommit=True) as conn:
         canary = conn.execute(f'SELECT id, word FROM {SCHEMA}."Canary"').fetchall()
         conn.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
