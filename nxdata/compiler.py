@@ -319,6 +319,14 @@ class _Conv:
             limit = self.policy.max_string
 
             def text(value: Any) -> Any:
+                # the common case inline: isascii() is a flag lookup, the NUL search a memchr
+                if (
+                    type(value) is str
+                    and value.isascii()
+                    and len(value) <= limit
+                    and "\x00" not in value
+                ):
+                    return value
                 if type(value) is not str:
                     raise refuse(value)
                 return self._checked_text(value, limit)
@@ -531,14 +539,18 @@ class _Conv:
 
         return convert
 
-    def pair(self, item: Converter, index: int) -> Converter:
-        """One end (0: low, 1: high) of a ``between`` value ``[low, high]``."""
+    def pair(self, item: Converter, index: int, as_is: type | None = None) -> Converter:
+        """One end (0: low, 1: high) of a ``between`` value ``[low, high]``; an end of exactly
+        type `as_is` is taken as it is (the hot path: a repeated shape costs only this)."""
         error = self.error
+        same = as_is if as_is is not None else _Never
 
         def convert(value: Any) -> Any:
             if (type(value) is not list and type(value) is not tuple) or len(value) != 2:
                 raise error(f"expects a list of two values [low, high], got {shown(value)}")
             end = value[index]
+            if type(end) is same:
+                return end
             if end is None:
                 raise error("between takes two values, not null: use gte or lte for one end")
             return item(end)
@@ -785,10 +797,10 @@ class Compiler:
                 "{0} " + sql_op + " {1}", col, _Param(slot, conv.scalar(), cast, conv.as_is())
             )
         if op == "between":
-            item = conv.scalar()
+            item, same = conv.scalar(), conv.as_is()
             low, high = (
-                _Param(slot, conv.pair(item, 0), cast),
-                _Param(slot, conv.pair(item, 1), cast),
+                _Param(slot, conv.pair(item, 0, same), cast),
+                _Param(slot, conv.pair(item, 1, same), cast),
             )
             return _Sql("{0} BETWEEN {1} AND {2}", col, low, high)
         if op in ("inq", "nin"):

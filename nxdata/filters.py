@@ -33,6 +33,7 @@ __all__ = [
     "OPERATORS",
     "Filter",
     "WhereKey",
+    "check_conditions",
     "json_type",
     "split_filter",
     "walk",
@@ -188,7 +189,6 @@ def walk(
     values: list[Any],
     table: str | None = None,
     part: str = "where",
-    *,
     policy: FilterPolicy = TRUSTED,
     depth: int = 0,
 ) -> WhereKey:
@@ -202,70 +202,89 @@ def walk(
     null flag: ``('meta.plan.seats', 'gt', 'number')``.
     """
     key: list[Any] = []
-    start = len(values)
     add_key, add_value = key.append, values.append  # bound once: this loop is the hot path
-    for name, cond in where.items():
-        if name in LOGICAL:
-            here = f"{part}.{name}"
-            if type(cond) is not list:
-                raise FilterError(f"{name} takes a list of conditions", table=table, part=here)
-            if not cond:
-                raise FilterError(
-                    f"an empty {name} list is not a condition (it would match "
-                    f"{'every row' if name == 'and' else 'no row'}): leave it out",
-                    table=table,
-                    part=here,
-                )
-            if depth >= policy.max_depth:
-                raise FilterError(
-                    f"and / or nested deeper than {policy.max_depth} levels", table=table, part=here
-                )
-            if len(cond) > policy.max_conditions:
-                raise FilterError(
-                    f"{len(cond)} conditions, more than the {policy.max_conditions} allowed",
-                    table=table,
-                    part=here,
-                )
-            subs = []
-            for i, item in enumerate(cond):
-                if type(item) is not dict:
-                    raise FilterError(
-                        "each condition must be an object", table=table, part=f"{here}[{i}]"
-                    )
-                if not item:
-                    raise FilterError(
-                        "an empty object is not a condition (it would match every row)",
-                        table=table,
-                        part=f"{here}[{i}]",
-                    )
-                subs.append(
-                    walk(item, values, table, f"{here}[{i}]", policy=policy, depth=depth + 1)
-                )
-            key.append((name, tuple(subs)))
-        elif type(cond) is dict:
-            if not cond:
-                raise FilterError("empty operator object", table=table, part=f"{part}.{name}")
-            if type(name) is str and "." in name:
-                for op, value in cond.items():
-                    add_key((name, op, json_type(value, op, table, f"{part}.{name}.{op}")))
-                    add_value(value)
+    try:
+        for name, cond in where.items():
+            if name in LOGICAL:
+                key.append((name, _logical(name, cond, values, table, part, policy, depth)))
+            elif type(cond) is dict:
+                if not cond:
+                    raise FilterError("empty operator object", table=table, part=f"{part}.{name}")
+                if "." in name:  # a jsonb path: the value's JSON type is part of the shape
+                    for op, value in cond.items():
+                        add_key((name, op, json_type(value, op, table, f"{part}.{name}.{op}")))
+                        add_value(value)
+                else:
+                    for op, value in cond.items():
+                        add_key((name, op, value is None))
+                        add_value(value)
+            elif "." in name:
+                add_key((name, "", json_type(cond, "eq", table, f"{part}.{name}")))  # "" = eq
+                add_value(cond)
             else:
-                for op, value in cond.items():
-                    add_key((name, op, value is None))
-                    add_value(value)
-        elif type(name) is str and "." in name:
-            add_key((name, "", json_type(cond, "eq", table, f"{part}.{name}")))  # "" = plain eq
-            add_value(cond)
-        else:
-            add_key((name, "", cond is None))  # "" = plain equality
-            add_value(cond)
-    if depth == 0 and len(values) - start > policy.max_conditions:
+                add_key((name, "", cond is None))  # "" = plain equality
+                add_value(cond)
+    except TypeError:  # a name that is not a string ("." in 5)
+        bad = next(name for name in where if type(name) is not str)
         raise FilterError(
-            f"{len(values) - start} conditions, more than the {policy.max_conditions} allowed",
-            table=table,
-            part=part,
-        )
+            f"column names are strings, not {shown(bad)}", table=table, part=part
+        ) from None
     return tuple(key)
+
+
+def _logical(
+    name: str,
+    cond: Any,
+    values: list[Any],
+    table: str | None,
+    part: str,
+    policy: FilterPolicy,
+    depth: int,
+) -> tuple[WhereKey, ...]:
+    """The shape of ``{"and": [...]}`` / ``{"or": [...]}``: its conditions' keys, in order."""
+    here = f"{part}.{name}"
+    if type(cond) is not list:
+        raise FilterError(f"{name} takes a list of conditions", table=table, part=here)
+    if not cond:
+        raise FilterError(
+            f"an empty {name} list is not a condition (it would match "
+            f"{'every row' if name == 'and' else 'no row'}): leave it out",
+            table=table,
+            part=here,
+        )
+    if depth >= policy.max_depth:
+        raise FilterError(
+            f"and / or nested deeper than {policy.max_depth} levels", table=table, part=here
+        )
+    if len(cond) > policy.max_conditions:
+        raise FilterError(
+            f"{len(cond)} conditions, more than the {policy.max_conditions} allowed",
+            table=table,
+            part=here,
+        )
+    subs = []
+    for i, item in enumerate(cond):
+        if type(item) is not dict:
+            raise FilterError("each condition must be an object", table=table, part=f"{here}[{i}]")
+        if not item:
+            raise FilterError(
+                "an empty object is not a condition (it would match every row)",
+                table=table,
+                part=f"{here}[{i}]",
+            )
+        subs.append(walk(item, values, table, f"{here}[{i}]", policy, depth + 1))
+    return tuple(subs)
+
+
+def check_conditions(count: int, policy: FilterPolicy, table: str | None = None) -> None:
+    """Refuse a where clause of more than the policy's ``max_conditions`` conditions (`count`:
+    how many values `walk` appended)."""
+    if count > policy.max_conditions:
+        raise FilterError(
+            f"{count} conditions, more than the {policy.max_conditions} allowed",
+            table=table,
+            part="where",
+        )
 
 
 _LISTS = frozenset({"inq", "nin", "between"})

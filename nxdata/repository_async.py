@@ -33,7 +33,7 @@ from .errors import (
     ValidationError,
     map_database_error,
 )
-from .filters import Filter, WhereKey, split_filter, walk
+from .filters import Filter, WhereKey, check_conditions, split_filter, walk
 from .locks import Lock
 from .policy import TRUSTED, FilterPolicy
 from .rows import GC_PAUSE_ROWS, GcPause
@@ -214,7 +214,10 @@ class AsyncRepository(Generic[T]):
                 table=self._name,
                 part="where",
             )
-        return walk(where, values, self._name, policy=self.policy)
+        before = len(values)
+        where_key = walk(where, values, self._name, "where", self.policy)
+        check_conditions(len(values) - before, self.policy, self._name)
+        return where_key
 
     def _paging(self, value: Any, part: str, values: list[Any], policy: FilterPolicy) -> bool:
         if value is None:
@@ -262,7 +265,13 @@ class AsyncRepository(Generic[T]):
         if self._scope_values:
             values += self._scope_values
         # split_filter made `where` a dict (or None): walk it directly
-        where_key = walk(where, values, self._name, policy=policy) if where else None
+        if where:
+            before = len(values)
+            where_key = walk(where, values, self._name, "where", policy)
+            if policy.client:
+                check_conditions(len(values) - before, policy, self._name)
+        else:
+            where_key = None
         live = self.soft_delete and not include_deleted
         scope = self._scope_fields
         if by_id is not _UNSET:
@@ -273,8 +282,13 @@ class AsyncRepository(Generic[T]):
                     table=self._name,
                     part=part,
                 )
+            key: tuple[Any, ...] = ("by_id", where_key, fields, lock, live, policy, scope)
+            try:
+                return self._cache[key], values  # a repeated shape: no keywords to build
+            except (KeyError, TypeError):
+                pass
             return self._statement(
-                ("by_id", where_key, fields, lock, live, policy, scope),
+                key,
                 self._compiler.select,
                 where_key=where_key,
                 fields=fields,
