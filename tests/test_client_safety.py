@@ -685,3 +685,28 @@ def test_non_utf8_and_odd_inputs_are_nxdata_errors(accounts: Repository[Account]
     ):
         with pytest.raises(NxdataError):
             call()
+
+
+async def test_async_policy_scope_and_local_settings(db: Database, test_database_url: str) -> None:
+    async with nx.AsyncDatabase(test_database_url, max_size=2) as adb:
+        repo = nx.AsyncRepository(adb, Account)
+        m = f"t-{secrets.token_hex(4)}"
+        client = repo.with_policy(FilterPolicy(statement_timeout=1)).scoped(merchant_id=m)
+        try:
+            row = await client.create({"email": "a", "name": "a", "qty": 1})
+            assert row.merchant_id == m and row.password_hash is msgspec.UNSET
+            assert [r.name for r in await client.find({"where": {"qty": {"gte": 1}}})] == ["a"]
+            with pytest.raises(FilterError, match="expects an integer"):
+                await client.find({"where": {"qty": "1"}})
+            with adb.local_settings({"app.tenant_id": m}):
+                value = await adb.fetch_value("SELECT current_setting('app.tenant_id', true)")
+                assert value == m
+                async with adb.transaction() as tx:
+                    assert await client.count(transaction=tx) == 1
+                    assert await adb.fetch_value("SHOW statement_timeout") == "0"
+            assert await adb.fetch_value("SELECT current_setting('app.tenant_id', true)") in (
+                None,
+                "",
+            )
+        finally:
+            await repo.delete_all({"merchant_id": m})

@@ -35,5 +35,5 @@ def test_readme_examples_run(monkeypatch: pytest.MonkeyPatch, test_database_url:
                 raise AssertionError(f"README python block {number} failed: {exc!r}") from exc
     finally:
         with psycopg.connect(test_database_url, autocommit=True) as conn:
-            for schema in ("shop", "licensing", "bank"):
+            for schema in ("shop", "licensing", "bank", "portal"):
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
