@@ -5,6 +5,7 @@ Tables are msgspec Structs; filters compile to parameterized SQL; migrations com
 
 from __future__ import annotations
 
+from .ambient import AUTOCOMMIT
 from .columns import (
     BigInt,
     BigIntIdColumns,
@@ -43,6 +44,7 @@ from .transaction_async import AsyncTransaction
 __version__ = "0.1.0"
 
 __all__ = [
+    "AUTOCOMMIT",
     "OPERATORS",
     "TRUSTED",
     "AsyncDatabase",

@@ -65,8 +65,9 @@ def _convert(source: str, origin: str) -> str:
             out = pattern.sub(lambda m: _NAMES[m.group(1)], out)
         else:
             out = pattern.sub(replacement, out)
-    # AsyncGenerator[T, None] → Generator[T, None, None]
+    # AsyncGenerator[T, None] → Generator[T, None, None]; Awaitable[R] → R
     out = re.sub(r"\bGenerator\[([^\[\]]+), None\]", r"Generator[\1, None, None]", out)
+    out = re.sub(r"\bAwaitable\[(\w+)\]", r"\1", out)
     header = f"# Generated from {origin} by nxdata/_async_to_sync.py: do not edit.\n"
     return header + out
 
@@ -87,7 +88,7 @@ def _ruff(args: list[str], text: str, filename: str) -> str:
 
 def _ruff_format(text: str, filename: str) -> str:
     # Renaming can unsort imports and __all__; let ruff fix that, then format.
-    text = _ruff(["check", "--fix-only", "--select", "I,RUF022", "--quiet"], text, filename)
+    text = _ruff(["check", "--fix-only", "--select", "F401,I,RUF022", "--quiet"], text, filename)
     return _ruff(["format", "--quiet"], text, filename)
 
 

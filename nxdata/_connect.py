@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -31,20 +31,33 @@ _TIMEZONE = re.compile(r"[A-Za-z0-9_+\-/:.]+")
 
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
-    """Pool and session settings shared by `Database` and `AsyncDatabase`.
+    """Pool, connection and session settings shared by `Database` and `AsyncDatabase`.
 
-    ``timeout``: seconds to wait for a free pooled connection before `PoolTimeout`;
-    ``connect_timeout``: seconds to wait for the server when connecting;
-    ``statement_timeout``: seconds before the server cancels a statement (None: server default);
-    ``pgbouncer``: no server-side prepared statements and no startup options, so a transaction-
-    pooling PgBouncer can sit between; ``prepare_threshold``: executions of one query before
-    psycopg prepares it on the server (ignored in pgbouncer mode); ``timezone``: the session
-    time zone, ``"UTC"`` by default, so that timestamptz values come back in UTC whatever the
-    server's setting (psycopg also decodes them fastest when the session zone is exactly
-    ``UTC``: an ``Etc/UTC`` server default takes it down a slower path). ``None`` keeps the
-    server's default. Sent as a startup option, or with ``SET`` in pgbouncer mode.
+    Pool: ``min_size`` / ``max_size``; ``timeout``: seconds to wait for a free pooled connection
+    before `PoolTimeout` (when connections cannot be made at all, `ConnectionFailed` comes after
+    ``connect_timeout`` instead); ``max_idle`` / ``max_lifetime``: seconds after which an idle /
+    any connection is replaced; ``check``: how a connection is checked before it is lent —
+    ``"socket"`` (default: a non-blocking look at its socket, about a microsecond, which finds
+    every connection the server closed, e.g. on a restart), ``"ping"`` (psycopg-pool's
+    ``check_connection``: one round trip per borrow) or ``None``; ``configure`` / ``reset``:
+    your own callables, run on each new connection / each returned one (after nxdata's own).
 
-    >>> Database(url, max_size=20, statement_timeout=5, timezone="Europe/Paris")
+    Connection: ``connect_timeout``; ``keepalives_idle``, ``keepalives_interval``,
+    ``keepalives_count`` (TCP keepalives, seconds / probes) and ``tcp_user_timeout`` (seconds
+    sent data may stay unacknowledged) make a silent link (no RST: a cable, a firewall, a frozen
+    VM) fail a call within about ``tcp_user_timeout`` instead of hanging; ``None`` leaves the
+    system's default. ``libpq``: other libpq connection parameters (``{"sslmode": "require"}``).
+
+    Session: ``statement_timeout``: seconds before the server cancels a statement (None: server
+    default); ``pgbouncer``: no server-side prepared statements and no startup options, so a
+    transaction-pooling PgBouncer can sit between; ``prepare_threshold``: executions of one
+    query before psycopg prepares it on the server (ignored in pgbouncer mode); ``timezone``:
+    the session time zone, ``"UTC"`` by default, so that timestamptz values come back in UTC
+    whatever the server's setting (psycopg also decodes them fastest when the session zone is
+    exactly ``UTC``). ``None`` keeps the server's default. Sent as a startup option, or with
+    ``SET`` in pgbouncer mode.
+
+    >>> Database(url, max_size=20, statement_timeout=5, tcp_user_timeout=10)
     """
 
     min_size: int = 1
@@ -56,7 +69,16 @@ class PoolOptions:
     prepare_threshold: int | None = 5
     application_name: str = "nxdata"
     max_idle: float = 600.0
+    max_lifetime: float = 3600.0
     timezone: str | None = "UTC"
+    check: str | None = "socket"
+    keepalives_idle: float | None = 10.0
+    keepalives_interval: float | None = 5.0
+    keepalives_count: int | None = 3
+    tcp_user_timeout: float | None = 20.0
+    libpq: Mapping[str, str] | None = None
+    configure: Callable[[Any], Any] | None = None
+    reset: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         if self.min_size < 0 or self.max_size < 1 or self.min_size > self.max_size:
@@ -64,23 +86,40 @@ class PoolOptions:
                 f"pool sizes must satisfy 0 <= min_size <= max_size >= 1 "
                 f"(got min_size={self.min_size}, max_size={self.max_size})"
             )
-        if self.timeout <= 0:
-            raise ConfigurationError(f"pool timeout must be positive, got {self.timeout}")
+        for name in ("timeout", "connect_timeout", "max_idle", "max_lifetime"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be positive, got {getattr(self, name)}")
         # The name goes into a startup option and a SET statement: no quotes, spaces or commas.
         if self.timezone is not None and not _TIMEZONE.fullmatch(self.timezone):
             raise ConfigurationError(
                 f"timezone must be a time zone name such as 'UTC' or 'Europe/Paris', "
                 f"got {self.timezone!r}"
             )
+        if self.check not in ("socket", "ping", None):
+            raise ConfigurationError(f"check must be 'socket', 'ping' or None, got {self.check!r}")
+        for name in ("configure", "reset"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise ConfigurationError(f"{name} must be a callable taking the connection")
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect`` (also given to the pool)."""
-        kwargs: dict[str, Any] = {
-            "context": adapters(),
-            "connect_timeout": max(1, round(self.connect_timeout)),
-            "application_name": self.application_name,
-            "prepare_threshold": None if self.pgbouncer else self.prepare_threshold,
-        }
+        kwargs: dict[str, Any] = dict(self.libpq or {})
+        kwargs.update(
+            {
+                "context": adapters(),
+                "connect_timeout": max(1, round(self.connect_timeout)),
+                "application_name": self.application_name,
+                "prepare_threshold": None if self.pgbouncer else self.prepare_threshold,
+            }
+        )
+        if self.keepalives_idle is not None or self.keepalives_count is not None:
+            kwargs["keepalives"] = 1
+        for name in ("keepalives_idle", "keepalives_interval", "keepalives_count"):
+            value = getattr(self, name)
+            if value is not None:
+                kwargs[name] = max(1, round(value))
+        if self.tcp_user_timeout is not None:
+            kwargs["tcp_user_timeout"] = max(1, round(self.tcp_user_timeout * 1000))
         if not self.pgbouncer:
             options = []
             if self.statement_timeout is not None:

@@ -6,18 +6,23 @@ caller's used. `Database` here; the sync `Database` (``database.py``) is generat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import functools
+import logging
+import random
+import select
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from weakref import WeakSet
 
 import psycopg
 import psycopg_pool
 
-from ._acompat import Lock
+from ._acompat import Lock, sleep
 from ._connect import (
     changes_session,
     check_settings,
@@ -27,13 +32,27 @@ from ._connect import (
     resolve_url,
     set_config_sql,
 )
+from .ambient import AUTOCOMMIT, Autocommit
 from .config import database_url, redact
 from .embedded import EmbeddedPostgres
-from .errors import DatabaseClosed, TransactionError, map_database_error
+from .errors import (
+    ConnectionFailed,
+    DatabaseClosed,
+    OutcomeUnknown,
+    TransactionError,
+    TransientError,
+    map_database_error,
+)
 from .transaction import Transaction, TransactionBlock, begin
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 _INERROR = psycopg.pq.TransactionStatus.INERROR
+_OK = psycopg.pq.ConnStatus.OK
+
+R = TypeVar("R")
+P = ParamSpec("P")
+
+logger = logging.getLogger("nxdata")
 
 Settings = tuple[tuple[str, str], ...]
 """Transaction-local settings: (name, value) pairs, each applied with ``set_config(..., true)``."""
@@ -65,6 +84,14 @@ class Database:
         # may hold session state (SET, LISTEN, temp tables...) and are reset before reuse.
         self._dirty: WeakSet[psycopg.Connection[Any]] = WeakSet()
         self._settings: ContextVar[Settings] = ContextVar(f"nxdata_settings_{id(self)}", default=())
+        # The innermost open transaction block of this task/thread on this database: calls
+        # without transaction= join it, and a block inside it makes a savepoint.
+        self._ambient: ContextVar[Transaction | None] = ContextVar(
+            f"nxdata_transaction_{id(self)}", default=None
+        )
+        # Since when connections cannot be made (monotonic time) and why, None while they can:
+        # a caller then gets ConnectionFailed after connect_timeout, not PoolTimeout after timeout.
+        self._down: tuple[float, BaseException] | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -102,35 +129,67 @@ class Database:
                 (psycopg.Connection.connect(self.url, **kwargs)).close()
             except psycopg.Error as exc:
                 raise connection_failed(self.url, exc) from exc
+            options = self.options
             pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
                 self.url,
-                min_size=self.options.min_size,
-                max_size=self.options.max_size,
-                timeout=self.options.timeout,
-                max_idle=self.options.max_idle,
+                min_size=options.min_size,
+                max_size=options.max_size,
+                timeout=options.timeout,
+                max_idle=options.max_idle,
+                max_lifetime=options.max_lifetime,
                 # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
                 # COMMIT); connection() and transactions open their own transactions.
                 kwargs={**kwargs, "autocommit": True},
+                connection_class=self._connection_class(),
                 name=self.name,
                 open=False,
-                configure=self._configure if self.options.session_setup() else None,
+                configure=self._configure if options.session_setup() or options.configure else None,
+                reset=options.reset,
+                check=(
+                    psycopg_pool.ConnectionPool.check_connection
+                    if options.check == "ping"
+                    else None
+                ),
             )
             try:
-                pool.open(wait=True, timeout=self.options.connect_timeout)
+                pool.open(wait=True, timeout=options.connect_timeout)
             except psycopg_pool.PoolTimeout as exc:
                 pool.close()
                 raise connection_failed(self.url, exc) from exc
             self._pool = pool
             self._closed = False
+            self._down = None
             return self
 
+    def _connection_class(self) -> type[psycopg.Connection[Any]]:
+        """The pool's connection class: psycopg's, telling this database whether connections
+        can be made (see `_down`)."""
+        db = self
+
+        class Connection(psycopg.Connection[Any]):
+            @classmethod
+            def connect(cls, *args: Any, **kwargs: Any) -> Any:
+                try:
+                    conn = super().connect(*args, **kwargs)
+                except BaseException as exc:
+                    if db._down is None:
+                        db._down = (time.monotonic(), exc)
+                    raise
+                db._down = None
+                return conn
+
+        return Connection
+
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        """Session settings a connection needs that startup options could not carry."""
+        """Session settings a connection needs that startup options could not carry, then the
+        caller's own ``configure``."""
         setup = self.options.session_setup()
         if setup:
             conn.execute(setup)
             if not conn.autocommit:
                 conn.commit()
+        if self.options.configure is not None:
+            self.options.configure(conn)
 
     def close(self) -> None:
         """Close the pool (waiting for connections in use) and stop an embedded server.
@@ -172,12 +231,20 @@ class Database:
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """Borrow a connection: committed when the block ends, rolled back if it raises.
 
+        Inside a transaction block (the ambient transaction) it lends that transaction's
+        connection, in a savepoint: released at the end, rolled back to if the block raises.
+
         Raises `PoolTimeout` when none becomes free within the pool timeout. An error at COMMIT
         (a deferred constraint, a serialization failure) is an nxdata error; so is committing
         after a statement failed in the block (`TransactionError`: it is rolled back instead).
         Whatever the block changes in the session (``SET``, ``LISTEN``, temporary tables) is
         reset before the connection serves anyone else.
         """
+        ambient = self._ambient_transaction()
+        if ambient is not None:
+            with ambient.savepoint() as inner:
+                yield inner.connection
+            return
         conn = self._acquire()
         self._dirty.add(conn)
         try:
@@ -187,22 +254,80 @@ class Database:
         finally:
             self._release(conn)  # rolls back what an exception left open
 
+    def _ambient_transaction(self) -> Transaction | None:
+        """The transaction of the innermost block open in this thread or task, or None.
+
+        A block that has ended but is still in the context (a task or a generator that outlived
+        it) is a `TransactionError`: running its calls outside would escape the transaction.
+        """
+        tx = self._ambient.get()
+        if tx is None or tx.active:
+            return tx
+        raise TransactionError(
+            "this call belongs to a transaction block that has ended (a task, thread or "
+            "generator started in the block outlived it): pass transaction=nx.AUTOCOMMIT to run "
+            "it on its own, or finish it inside the block"
+        )
+
+    def _transaction(self, transaction: Transaction | Autocommit | None) -> Transaction | None:
+        """The transaction a call runs in: the one given, else the ambient one; None (a pooled
+        connection of its own) for `AUTOCOMMIT` or when there is none."""
+        if transaction is None:
+            return self._ambient_transaction()
+        if transaction is AUTOCOMMIT:
+            return None
+        if not isinstance(transaction, Transaction):
+            raise TypeError(
+                "transaction= takes a transaction (db.transaction() / begin_transaction()), "
+                f"nx.AUTOCOMMIT or None, not {transaction!r}"
+            )
+        return transaction
+
     def _acquire(self, *, write: bool = True) -> psycopg.Connection[Any]:
         """Borrow a connection in autocommit mode (one statement = one round trip).
 
         The single place that chooses where a statement runs: ``write=False`` marks reads, which
         may go to a replica pool once there is one. Pair every call with `_release`.
+
+        A connection the server has closed meanwhile (a restart, an idle timeout) is found before
+        it is lent (``check="socket"``: a look at its socket, no round trip) and replaced, so the
+        caller never sees it. When no connection can be made at all, `ConnectionFailed` comes
+        within ``connect_timeout``, naming the server's reason.
         """
         pool = self._pool if self._pool is not None else self.get_pool()
-        try:
-            conn: psycopg.Connection[Any] = pool.getconn()
-        except psycopg_pool.PoolTimeout as exc:
-            raise pool_timeout(self.name, self.options, exc) from exc
-        except psycopg.OperationalError as exc:
-            raise connection_failed(self.url, exc) from exc
+        check = self.options.check == "socket"
+        for _ in range(self.options.max_size + 2):  # every pooled connection may be stale
+            conn = self._getconn(pool)
+            if not check or _alive(conn):
+                break
+            conn.close()  # the pool replaces a closed connection
+            pool.putconn(conn)
+        else:  # pragma: no cover - the pool kept handing out dead connections
+            raise ConnectionFailed(f"cannot get a working connection to {redact(self.url)}")
         if not conn.autocommit:
             conn.set_autocommit(True)
         return conn
+
+    def _getconn(self, pool: psycopg_pool.ConnectionPool[Any]) -> psycopg.Connection[Any]:
+        """`pool.getconn`, waiting in slices: while connections cannot be made, the wait ends
+        with `ConnectionFailed` after ``connect_timeout`` instead of `PoolTimeout` after
+        ``timeout`` (a server restart of a few seconds is waited out)."""
+        options = self.options
+        start = time.monotonic()
+        while True:
+            waited = time.monotonic() - start
+            left = options.timeout - waited
+            try:
+                conn: psycopg.Connection[Any] = pool.getconn(timeout=max(0.01, min(left, 0.25)))
+                return conn
+            except psycopg_pool.PoolTimeout as exc:
+                down, waited = self._down, time.monotonic() - start
+                if down is not None and waited >= min(options.connect_timeout, options.timeout):
+                    raise connection_failed(self.url, down[1]) from exc
+                if waited >= options.timeout:
+                    raise pool_timeout(self.name, options, exc) from exc
+            except psycopg.OperationalError as exc:
+                raise connection_failed(self.url, exc) from exc
 
     def _release(self, conn: psycopg.Connection[Any]) -> None:
         """Give back a connection from `_acquire`: idle, in autocommit mode, and without session
@@ -336,43 +461,162 @@ class Database:
 
     # -- statements of the caller's --------------------------------------------------------------
 
-    def execute(self, query: Any, params: Sequence[Any] | Mapping[str, Any] | None = None) -> int:
-        """Run one statement (its own transaction); returns the affected row count.
+    def execute(
+        self,
+        query: Any,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        transaction: Transaction | Autocommit | None = None,
+    ) -> int:
+        """Run one statement; returns the affected row count. Outside a transaction block it is
+        its own transaction; inside one (or with ``transaction=tx``) it joins it.
 
         Statements that change the session (``SET``, ``LISTEN``, temporary tables...) do not
         outlive the call: the connection is reset before anyone else borrows it.
         """
-        cursor = self._statement(query, params)
+        cursor = self._statement(query, params, transaction)
         return cursor.rowcount
 
     def fetch_all(
-        self, query: Any, params: Sequence[Any] | Mapping[str, Any] | None = None
+        self,
+        query: Any,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        transaction: Transaction | Autocommit | None = None,
     ) -> list[tuple[Any, ...]]:
-        """Run a query and return all rows as tuples."""
-        cursor = self._statement(query, params)
+        """Run a query and return all rows as tuples (joins the ambient transaction)."""
+        cursor = self._statement(query, params, transaction)
         return cursor.rows
 
     def fetch_value(
-        self, query: Any, params: Sequence[Any] | Mapping[str, Any] | None = None
+        self,
+        query: Any,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        transaction: Transaction | Autocommit | None = None,
     ) -> Any:
         """Run a query and return the first column of the first row (None if no row)."""
-        rows = (self._statement(query, params)).rows
+        rows = (self._statement(query, params, transaction)).rows
         return rows[0][0] if rows else None
 
-    def _statement(self, query: Any, params: Any) -> _Result:
-        """Run a statement of the caller's (autocommit: it is its own transaction) with the
-        block's local settings; its rows are read before the connection goes back."""
-        conn = self._acquire()
+    def _statement(
+        self, query: Any, params: Any, transaction: Transaction | Autocommit | None
+    ) -> _Result:
+        """Run a statement of the caller's in `transaction` (or the ambient one; else on its own,
+        autocommit) with the block's local settings; its rows are read before the connection
+        goes back. A connection lost while it ran outside a transaction is `OutcomeUnknown`."""
+        tx = self._transaction(transaction)
+        conn = tx._connection() if tx is not None else self._acquire()
         if changes_session(query):
             self._dirty.add(conn)
         try:
-            cursor = self._run(conn, query, params, settings=self._local())
+            cursor = self._run(
+                conn, query, params, settings=self._local(), in_transaction=tx is not None
+            )
             rows = cursor.fetchall() if cursor.description is not None else []
             return _Result(cursor.rowcount, rows)
         except psycopg.Error as exc:
-            raise map_database_error(exc) from exc
+            error = map_database_error(exc)
+            if tx is None and isinstance(error, ConnectionFailed):
+                raise unknown_outcome(error, "the statement") from exc
+            raise error from exc
         finally:
-            self._release(conn)
+            if tx is None:
+                self._release(conn)
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def run_in_transaction(
+        self,
+        work: Callable[[Transaction], R],
+        *,
+        retries: int = 5,
+        isolation: str | None = None,
+        read_only: bool = False,
+        settings: Mapping[str, str] | None = None,
+        backoff: float = 0.02,
+        max_backoff: float = 1.0,
+        on_retry: Callable[[int, BaseException, float], Any] | None = None,
+    ) -> R:
+        """Run ``work(tx)`` in a transaction, again (up to `retries` more times, after a
+        jittered exponential backoff) when it fails for reasons of concurrency or a lost
+        connection: `TransientError` (serialization failure, deadlock) or `ConnectionFailed`
+        before COMMIT was sent — never `OutcomeUnknown` (COMMIT sent, outcome unknown), never
+        any other error. ``tx.attempt`` says which run this is; each retry is logged (logger
+        ``nxdata``, WARNING) and passed to ``on_retry(attempt, error, delay)``; the error that
+        ends the retries carries ``attempts``.
+
+        >>> def transfer(tx):
+        ...     a = wallets.find_by_id(src)          # joins tx: it is the ambient one
+        ...     wallets.update_by_id(src, {"balance": a.balance - 10})
+        >>> db.run_in_transaction(transfer, isolation="serializable")
+
+        `work` must be safe to run again (no side effects outside the database). Inside an
+        enclosing transaction there is nothing to retry on its own: `work` runs once, in a
+        savepoint, and a failure goes to whoever runs the enclosing transaction.
+        """
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        if self._ambient_transaction() is not None:
+            with self.transaction() as inner:
+                return work(inner)
+        attempt = 1
+        while True:
+            try:
+                with self.transaction(
+                    isolation=isolation, read_only=read_only, settings=settings
+                ) as tx:
+                    tx.attempt = attempt
+                    return work(tx)
+            except (TransientError, ConnectionFailed) as exc:
+                if isinstance(exc, OutcomeUnknown) or attempt > retries:
+                    exc.attempts = attempt
+                    raise
+                delay = min(max_backoff, backoff * 2 ** (attempt - 1))
+                delay *= random.uniform(0.5, 1.5)  # jitter: retries of a conflict do not meet again
+                logger.warning(
+                    "transaction attempt %d of %d failed (%s: %s); retrying in %.0f ms",
+                    attempt,
+                    retries + 1,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0],
+                    delay * 1000,
+                )
+                if on_retry is not None:
+                    on_retry(attempt, exc, delay)
+                sleep(delay)
+                attempt += 1
+
+    def transactional(
+        self,
+        *,
+        retries: int = 5,
+        isolation: str | None = None,
+        read_only: bool = False,
+    ) -> Callable[[Callable[Concatenate[Transaction, P], R]], Callable[P, R]]:
+        """A decorator: the function runs through `run_in_transaction`, its transaction passed
+        first.
+
+        >>> @db.transactional(isolation="serializable")
+        ... def transfer(tx, src, dst, amount): ...
+        >>> transfer(a, b, 10)
+        """
+
+        def decorate(
+            function: Callable[Concatenate[Transaction, P], R],
+        ) -> Callable[P, R]:
+            @functools.wraps(function)
+            def run(*args: P.args, **kwargs: P.kwargs) -> R:
+                def work(tx: Transaction) -> R:
+                    return function(tx, *args, **kwargs)
+
+                return self.run_in_transaction(
+                    work, retries=retries, isolation=isolation, read_only=read_only
+                )
+
+            return run
+
+        return decorate
 
 
 class _Result:
@@ -390,6 +634,36 @@ _RESET_SESSION = (
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
     "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
 )
+
+
+def _alive(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a pooled connection is still usable, without a round trip: an idle connection
+    has nothing to read, so a readable socket means the server said goodbye (a shutdown, a
+    terminated backend) or closed it; a notification is read and the socket looked at again."""
+    if conn.closed:
+        return False
+    pgconn = conn.pgconn
+    try:
+        if pgconn.status != _OK:
+            return False
+        fd = pgconn.socket
+        if not select.select([fd], [], [], 0)[0]:
+            return True
+        pgconn.consume_input()
+        return pgconn.status == _OK and not select.select([fd], [], [], 0)[0]
+    except (OSError, ValueError, psycopg.Error):
+        return False
+
+
+def unknown_outcome(error: ConnectionFailed, what: str) -> OutcomeUnknown:
+    """`OutcomeUnknown` for a connection lost after `what` was sent outside a transaction."""
+    if isinstance(error, OutcomeUnknown):
+        return error
+    return OutcomeUnknown(
+        f"the connection was lost after {what} was sent: it may have been applied or not ({error})",
+        original=error.original,
+        sqlstate=error.sqlstate,
+    )
 
 
 def _flat(settings: Settings) -> list[str]:

@@ -14,6 +14,7 @@ NxdataError
 │   └── TamperedMigrationError  an applied migration file was changed afterwards
 └── DatabaseError               anything PostgreSQL or the driver reported (keeps `.original`)
     ├── ConnectionFailed        the server cannot be reached, refused the connection, or lost it
+    │   └── OutcomeUnknown      lost after a write or COMMIT was sent: it may have been applied
     ├── PoolTimeout             no connection became free in time
     ├── QueryCanceled           statement_timeout or cancellation
     ├── LockNotAvailable        NOWAIT lock or lock_timeout
@@ -55,6 +56,7 @@ __all__ = [
     "NotFoundError",
     "NotNullViolation",
     "NxdataError",
+    "OutcomeUnknown",
     "PoolTimeout",
     "QueryCanceled",
     "SerializationFailure",
@@ -183,7 +185,10 @@ class DatabaseError(NxdataError):
     """PostgreSQL or the driver reported an error; `original` is the psycopg exception.
 
     `sqlstate`, `table`, `column` and `constraint` come from the server's diagnostics when given.
+    `attempts`: how many times `run_in_transaction` ran the transaction that ended with it.
     """
+
+    attempts: int = 1
 
     def __init__(
         self,
@@ -206,10 +211,22 @@ class DatabaseError(NxdataError):
 class ConnectionFailed(DatabaseError):
     """The server cannot be reached, refused the connection, or the connection was lost.
 
-    A connection lost in a transaction takes the transaction with it (the server rolls it back;
-    if it is lost during COMMIT, whether the commit happened is unknown). The pool replaces the
-    connection.
+    A connection lost in a transaction takes the transaction with it (the server rolls it back):
+    nothing was written, and the whole transaction can be run again (`run_in_transaction` does).
+    Lost during COMMIT or during a write outside a transaction, it is `OutcomeUnknown`. The pool
+    replaces the connection.
     """
+
+    unknown_outcome = False
+
+
+class OutcomeUnknown(ConnectionFailed):
+    """The connection was lost after a write statement (or COMMIT) was sent: the server may
+    have applied it or not, and nobody can tell from here. Unlike a plain `ConnectionFailed`
+    (nothing was written), it is never retried by `Database.run_in_transaction`; check the
+    data (or make the write idempotent) before doing it again."""
+
+    unknown_outcome = True
 
 
 class PoolTimeout(DatabaseError):

@@ -24,9 +24,11 @@ import msgspec
 import psycopg
 
 from ._connect import changes_session, set_config_sql
+from .ambient import Autocommit
 from .compiler import Compiled, CompiledQuery, Compiler, _Conv, _identity, _write_converter
-from .database import Database
+from .database import Database, unknown_outcome
 from .errors import (
+    ConnectionFailed,
     DatabaseError,
     DeclarationError,
     FilterError,
@@ -47,6 +49,8 @@ __all__ = ["Repository", "SoftDeletableRepository"]
 T = TypeVar("T", bound=msgspec.Struct)
 
 FilterLike = Filter | Mapping[str, Any] | None
+Tx = Transaction | Autocommit | None
+"""``transaction=``: a transaction, `AUTOCOMMIT` (none, on purpose), or None: the ambient one."""
 Where = Mapping[str, Any] | None
 Data = Mapping[str, Any] | msgspec.Struct
 
@@ -370,34 +374,48 @@ class Repository(Generic[T]):
         write: bool,
         pause: GcPause | None = None,
     ) -> Any:
+        """Run a compiled statement. Outside a transaction, a read whose connection is lost is
+        run once more on a fresh connection (it changed nothing), and a write whose connection
+        is lost is `OutcomeUnknown` (it may have been applied)."""
         params = statement.params(values)  # checked before a connection is taken
-        conn = (
-            transaction._connection() if transaction is not None else self.db._acquire(write=write)
-        )
-        try:
-            settings = self._settings()
-            if settings:
-                cursor = self.db._run(
-                    conn,
-                    statement.sql,
-                    params,
-                    settings=settings,
-                    in_transaction=transaction is not None,
-                )
-            else:
-                cursor = conn.execute(statement.sql, params)
-            if mode == _ALL:
-                if pause is not None and cursor.rowcount >= GC_PAUSE_ROWS:
-                    pause.begin()  # the caller ends it once the rows are decoded
-                return cursor.fetchall()
-            if mode == _ONE:
-                return cursor.fetchone()
-            return cursor.rowcount
-        except psycopg.Error as exc:
-            raise self._error(exc, statement) from exc
-        finally:
-            if transaction is None:
-                self.db._release(conn)
+        settings = self._settings()
+        retry = transaction is None and not write
+        while True:
+            conn = (
+                transaction._connection()
+                if transaction is not None
+                else self.db._acquire(write=write)
+            )
+            try:
+                if settings:
+                    cursor = self.db._run(
+                        conn,
+                        statement.sql,
+                        params,
+                        settings=settings,
+                        in_transaction=transaction is not None,
+                    )
+                else:
+                    cursor = conn.execute(statement.sql, params)
+                if mode == _ALL:
+                    if pause is not None and cursor.rowcount >= GC_PAUSE_ROWS:
+                        pause.begin()  # the caller ends it once the rows are decoded
+                    return cursor.fetchall()
+                if mode == _ONE:
+                    return cursor.fetchone()
+                return cursor.rowcount
+            except psycopg.Error as exc:
+                error = self._error(exc, statement)
+                if transaction is None and isinstance(error, ConnectionFailed):
+                    if retry:
+                        retry = False
+                        continue
+                    if write:
+                        raise unknown_outcome(error, "the statement") from exc
+                raise error from exc
+            finally:
+                if transaction is None:
+                    self.db._release(conn)
 
     def _error(self, exc: psycopg.Error, statement: Compiled) -> DatabaseError | FilterError:
         """The nxdata error for a failed statement: a regular expression the server could not
@@ -461,13 +479,14 @@ class Repository(Generic[T]):
         filter: FilterLike = None,
         *,
         lock: Lock | None = None,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> list[T]:
         """Rows matching a filter (where, fields, order, limit, offset).
 
         >>> repo.find({"where": {"status": {"inq": ["a", "b"]}}, "order": "name", "limit": 5})
         """
+        transaction = self.db._transaction(transaction)
         statement, values = self._select(filter, lock, transaction, include_deleted)
         return self._rows(statement, values, transaction, write=lock is not None)
 
@@ -476,13 +495,14 @@ class Repository(Generic[T]):
         filter: FilterLike = None,
         *,
         lock: Lock | None = None,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> T | None:
         """The first row matching a filter, or None.
 
         >>> repo.find_one({"where": {"email": "a@example.com"}})
         """
+        transaction = self.db._transaction(transaction)
         statement, values = self._select(filter, lock, transaction, include_deleted, one=True)
         return self._row(statement, values, transaction, write=lock is not None)
 
@@ -492,7 +512,7 @@ class Repository(Generic[T]):
         filter: FilterLike = None,
         *,
         lock: Lock | None = None,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> T | None:
         """The row with this primary key (a tuple for a composite key), or None.
@@ -501,6 +521,7 @@ class Repository(Generic[T]):
 
         >>> repo.find_by_id("0b6c...", lock=Lock.UPDATE, transaction=tx)
         """
+        transaction = self.db._transaction(transaction)
         statement, values = self._select(filter, lock, transaction, include_deleted, by_id=id)
         return self._row(statement, values, transaction, write=lock is not None)
 
@@ -508,13 +529,14 @@ class Repository(Generic[T]):
         self,
         where: Where = None,
         *,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> int:
         """How many rows match a where clause.
 
         >>> repo.count({"status": "active"})
         """
+        transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
         live = self._live(include_deleted)
@@ -535,13 +557,14 @@ class Repository(Generic[T]):
         self,
         where: Where = None,
         *,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> bool:
         """True when at least one row matches a where clause.
 
         >>> repo.exists({"email": "a@example.com"})
         """
+        transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
         live = self._live(include_deleted)
@@ -564,7 +587,7 @@ class Repository(Generic[T]):
         *,
         batch_size: int = 2000,
         lock: Lock | None = None,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> Iterator[T]:
         """Stream matching rows through a server-side cursor, `batch_size` rows at a time, so
@@ -577,6 +600,7 @@ class Repository(Generic[T]):
         generator is closed). With ``lock=`` (which needs ``transaction=``) rows are locked as
         their batch is fetched, and stay locked until the transaction ends.
         """
+        transaction = self.db._transaction(transaction)
         if type(batch_size) is not int or batch_size < 1:
             raise FilterError(
                 f"batch_size must be a positive integer, got {batch_size!r}",
@@ -599,7 +623,8 @@ class Repository(Generic[T]):
                         set_config_sql(len(settings)), [v for pair in settings for v in pair]
                     )
             name = f"nxdata_iter_{next(_cursor_names)}"
-            with conn.cursor(name=name) as cursor:
+            cursor = conn.cursor(name=name)
+            try:
                 cursor.execute(statement.sql, params)
                 large = batch_size >= GC_PAUSE_ROWS
                 while True:
@@ -608,6 +633,11 @@ class Repository(Generic[T]):
                     try:
                         if large:
                             pause.begin()
+                        if not own and transaction is not None and not transaction.active:
+                            raise TransactionError(
+                                "iterate() was consumed after its transaction ended: its cursor "
+                                "is gone; finish the iteration inside the transaction"
+                            )
                         rows = cursor.fetchmany(batch_size)
                         if not rows:
                             break
@@ -616,6 +646,11 @@ class Repository(Generic[T]):
                         pause.end()
                     for row in batch:  # noqa: RUF100, UP028 (no yield from in async)
                         yield row
+            finally:
+                # Once its transaction has ended the connection may serve someone else: the
+                # server closed the cursor with the transaction, so it is left alone.
+                if own or (transaction is not None and transaction.active):
+                    cursor.close()
             if own:
                 conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
@@ -629,7 +664,7 @@ class Repository(Generic[T]):
         query: Query,
         params: Sequence[Any] | Mapping[str, Any] | None = None,
         *,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]:
         """The escape hatch: run your own PyPika query or ``psycopg.sql`` statement and get typed
         rows back. Result columns are matched to the table's columns by name; columns the query
@@ -642,6 +677,7 @@ class Repository(Generic[T]):
         >>> q = PostgreSQLQuery.from_(t).select("*").where(t.seats > Parameter("%s"))
         >>> repo.query(q, [10])
         """
+        transaction = self.db._transaction(transaction)
         statement: str | bytes | psycopg.sql.Composable
         if isinstance(query, str | bytes | psycopg.sql.Composable):
             statement = query
@@ -739,7 +775,7 @@ class Repository(Generic[T]):
         validated = self.table.validate_update(data, client=self.policy.client)
         return self._check_scope(validated) if self.scope else validated
 
-    def create(self, data: Data, *, transaction: Transaction | None = None) -> T:
+    def create(self, data: Data, *, transaction: Tx = None) -> T:
         """Insert one row (validated against the insert type) and return it as stored.
 
         >>> repo.create({"name": "Ann"})     # ValidationError names a bad field
@@ -747,6 +783,7 @@ class Repository(Generic[T]):
         Under a client policy the data is a client body: server-managed and hidden columns
         cannot be set. A scoped repository sets the scope's columns.
         """
+        transaction = self.db._transaction(transaction)
         fields, values = _set_fields(self._validated_insert(data))
         policy = self.policy
         statement = self._statement(
@@ -762,7 +799,7 @@ class Repository(Generic[T]):
         rows: Iterable[Data],
         *,
         returning: Literal[False] = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> int: ...
 
     @overload
@@ -771,7 +808,7 @@ class Repository(Generic[T]):
         rows: Iterable[Data],
         *,
         returning: Literal[True],
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]: ...
 
     def create_all(
@@ -779,7 +816,7 @@ class Repository(Generic[T]):
         rows: Iterable[Data],
         *,
         returning: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> int | list[T]:
         """Insert many rows; returns the count, or with ``returning=True`` the rows as stored, in
         the order given. Every row is validated, and the rows go in all or none: an invalid row
@@ -797,6 +834,7 @@ class Repository(Generic[T]):
         >>> repo.create_all([{"name": "a"}, {"name": "b"}])
         2
         """
+        transaction = self.db._transaction(transaction)
         items = rows if type(rows) is list else _row_list(rows)
         if not returning:
             return self._copy_all(items, transaction)
@@ -967,9 +1005,7 @@ class Repository(Generic[T]):
         assert statement.decoder is not None
         return statement.decoder.many(found)
 
-    def update_by_id(
-        self, id: Any, data: Data, *, transaction: Transaction | None = None
-    ) -> T | None:
+    def update_by_id(self, id: Any, data: Data, *, transaction: Tx = None) -> T | None:
         """Update the given columns of one row; returns it, or None when there is no such row.
 
         ``modified_at`` (any ``on_update`` column) is set too; the primary key, ``created_at``
@@ -978,6 +1014,7 @@ class Repository(Generic[T]):
 
         >>> repo.update_by_id(row.id, {"status": "revoked"})
         """
+        transaction = self.db._transaction(transaction)
         fields, values = _set_fields(self._validated_update(data))
         values.append(id)
         values += self._scope_values
@@ -1004,7 +1041,7 @@ class Repository(Generic[T]):
         *,
         returning: Literal[False] = False,
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> int: ...
 
     @overload
@@ -1015,7 +1052,7 @@ class Repository(Generic[T]):
         *,
         returning: Literal[True],
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]: ...
 
     def update_all(
@@ -1025,7 +1062,7 @@ class Repository(Generic[T]):
         *,
         returning: bool = False,
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> int | list[T]:
         """Update every row matching `where`; returns the count, or the updated rows with
         ``returning=True``. A where clause that matches every row (None, ``{}``) is refused:
@@ -1033,6 +1070,7 @@ class Repository(Generic[T]):
 
         >>> repo.update_all({"status": "expired"}, {"expires_at": {"lt": now}})
         """
+        transaction = self.db._transaction(transaction)
         fields, values = _set_fields(self._validated_update(data))
         where_key = self._where(where, values, required=True, everything=all)
         live = self._live(False)
@@ -1052,11 +1090,12 @@ class Repository(Generic[T]):
             return self._rows(statement, values, transaction, write=True)
         return self._count(statement, values, transaction)
 
-    def delete_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
+    def delete_by_id(self, id: Any, *, transaction: Tx = None) -> T | None:
         """Delete one row; returns it as it was, or None when there is no such row.
 
         >>> repo.delete_by_id(row.id)
         """
+        transaction = self.db._transaction(transaction)
         return self._hard_delete_by_id(id, transaction)
 
     def _hard_delete_by_id(self, id: Any, transaction: Transaction | None) -> T | None:
@@ -1080,7 +1119,7 @@ class Repository(Generic[T]):
         *,
         returning: Literal[False] = False,
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> int: ...
 
     @overload
@@ -1090,7 +1129,7 @@ class Repository(Generic[T]):
         *,
         returning: Literal[True],
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]: ...
 
     def delete_all(
@@ -1099,13 +1138,14 @@ class Repository(Generic[T]):
         *,
         returning: bool = False,
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> int | list[T]:
         """Delete every row matching `where`; returns the count (or the rows). A where clause
         that matches every row is refused: pass ``all=True`` (and no where) to mean it.
 
         >>> repo.delete_all({"status": "draft"})
         """
+        transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values, required=True, everything=all)
         policy, scope = self.policy, self._scope_fields
@@ -1129,7 +1169,7 @@ class Repository(Generic[T]):
         *,
         conflict: str | Sequence[str],
         update: Sequence[str] | None = None,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> T | None:
         """INSERT ... ON CONFLICT (conflict) DO UPDATE SET update; returns the row.
 
@@ -1141,6 +1181,7 @@ class Repository(Generic[T]):
 
         >>> repo.upsert({"email": "a@x.io", "name": "Ann"}, conflict=["email"])
         """
+        transaction = self.db._transaction(transaction)
         fields, values = _set_fields(self._validated_insert(data))
         if isinstance(conflict, str):
             conflict = (conflict,)
@@ -1233,11 +1274,12 @@ class SoftDeletableRepository(Repository[T]):
             )
         self._soft_sets = ((soft.name, "now()"),)
 
-    def delete_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
+    def delete_by_id(self, id: Any, *, transaction: Tx = None) -> T | None:
         """Soft-delete one live row (``deleted_at = now()``); returns it, or None.
 
         >>> products.delete_by_id(pid)
         """
+        transaction = self.db._transaction(transaction)
         return self._mark_by_id(id, transaction, restore=False)
 
     def _mark_by_id(self, id: Any, transaction: Transaction | None, *, restore: bool) -> T | None:
@@ -1267,7 +1309,7 @@ class SoftDeletableRepository(Repository[T]):
         *,
         returning: Literal[False] = False,
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> int: ...
 
     @overload
@@ -1277,7 +1319,7 @@ class SoftDeletableRepository(Repository[T]):
         *,
         returning: Literal[True],
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]: ...
 
     def delete_all(
@@ -1286,13 +1328,14 @@ class SoftDeletableRepository(Repository[T]):
         *,
         returning: bool = False,
         all: bool = False,
-        transaction: Transaction | None = None,
+        transaction: Tx = None,
     ) -> int | list[T]:
         """Soft-delete every live row matching `where`; returns the count (or the rows). A where
         clause that matches every row is refused: pass ``all=True`` (and no where) to mean it.
 
         >>> products.delete_all({"status": "discontinued"})
         """
+        transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values, required=True, everything=all)
         policy, scope = self.policy, self._scope_fields
@@ -1312,18 +1355,20 @@ class SoftDeletableRepository(Repository[T]):
             return self._rows(statement, values, transaction, write=True)
         return self._count(statement, values, transaction)
 
-    def restore_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
+    def restore_by_id(self, id: Any, *, transaction: Tx = None) -> T | None:
         """Undo a soft delete; returns the restored row, or None if it was not deleted.
 
         >>> products.restore_by_id(pid)
         """
+        transaction = self.db._transaction(transaction)
         return self._mark_by_id(id, transaction, restore=True)
 
-    def hard_delete_by_id(self, id: Any, *, transaction: Transaction | None = None) -> T | None:
+    def hard_delete_by_id(self, id: Any, *, transaction: Tx = None) -> T | None:
         """Delete one row for real, deleted or not; returns it as it was, or None.
 
         >>> products.hard_delete_by_id(pid)
         """
+        transaction = self.db._transaction(transaction)
         return self._hard_delete_by_id(id, transaction)
 
 

@@ -23,9 +23,11 @@ import msgspec
 import psycopg
 
 from ._connect import changes_session, set_config_sql
+from .ambient import Autocommit
 from .compiler import Compiled, CompiledQuery, Compiler, _Conv, _identity, _write_converter
-from .database_async import AsyncDatabase
+from .database_async import AsyncDatabase, unknown_outcome
 from .errors import (
+    ConnectionFailed,
     DatabaseError,
     DeclarationError,
     FilterError,
@@ -46,6 +48,8 @@ __all__ = ["AsyncRepository", "AsyncSoftDeletableRepository"]
 T = TypeVar("T", bound=msgspec.Struct)
 
 FilterLike = Filter | Mapping[str, Any] | None
+Tx = AsyncTransaction | Autocommit | None
+"""``transaction=``: a transaction, `AUTOCOMMIT` (none, on purpose), or None: the ambient one."""
 Where = Mapping[str, Any] | None
 Data = Mapping[str, Any] | msgspec.Struct
 
@@ -369,36 +373,48 @@ class AsyncRepository(Generic[T]):
         write: bool,
         pause: GcPause | None = None,
     ) -> Any:
+        """Run a compiled statement. Outside a transaction, a read whose connection is lost is
+        run once more on a fresh connection (it changed nothing), and a write whose connection
+        is lost is `OutcomeUnknown` (it may have been applied)."""
         params = statement.params(values)  # checked before a connection is taken
-        conn = (
-            transaction._connection()
-            if transaction is not None
-            else await self.db._acquire(write=write)
-        )
-        try:
-            settings = self._settings()
-            if settings:
-                cursor = await self.db._run(
-                    conn,
-                    statement.sql,
-                    params,
-                    settings=settings,
-                    in_transaction=transaction is not None,
-                )
-            else:
-                cursor = await conn.execute(statement.sql, params)
-            if mode == _ALL:
-                if pause is not None and cursor.rowcount >= GC_PAUSE_ROWS:
-                    pause.begin()  # the caller ends it once the rows are decoded
-                return await cursor.fetchall()
-            if mode == _ONE:
-                return await cursor.fetchone()
-            return cursor.rowcount
-        except psycopg.Error as exc:
-            raise self._error(exc, statement) from exc
-        finally:
-            if transaction is None:
-                await self.db._release(conn)
+        settings = self._settings()
+        retry = transaction is None and not write
+        while True:
+            conn = (
+                transaction._connection()
+                if transaction is not None
+                else await self.db._acquire(write=write)
+            )
+            try:
+                if settings:
+                    cursor = await self.db._run(
+                        conn,
+                        statement.sql,
+                        params,
+                        settings=settings,
+                        in_transaction=transaction is not None,
+                    )
+                else:
+                    cursor = await conn.execute(statement.sql, params)
+                if mode == _ALL:
+                    if pause is not None and cursor.rowcount >= GC_PAUSE_ROWS:
+                        pause.begin()  # the caller ends it once the rows are decoded
+                    return await cursor.fetchall()
+                if mode == _ONE:
+                    return await cursor.fetchone()
+                return cursor.rowcount
+            except psycopg.Error as exc:
+                error = self._error(exc, statement)
+                if transaction is None and isinstance(error, ConnectionFailed):
+                    if retry:
+                        retry = False
+                        continue
+                    if write:
+                        raise unknown_outcome(error, "the statement") from exc
+                raise error from exc
+            finally:
+                if transaction is None:
+                    await self.db._release(conn)
 
     def _error(self, exc: psycopg.Error, statement: Compiled) -> DatabaseError | FilterError:
         """The nxdata error for a failed statement: a regular expression the server could not
@@ -464,13 +480,14 @@ class AsyncRepository(Generic[T]):
         filter: FilterLike = None,
         *,
         lock: Lock | None = None,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> list[T]:
         """Rows matching a filter (where, fields, order, limit, offset).
 
         >>> await repo.find({"where": {"status": {"inq": ["a", "b"]}}, "order": "name", "limit": 5})
         """
+        transaction = self.db._transaction(transaction)
         statement, values = self._select(filter, lock, transaction, include_deleted)
         return await self._rows(statement, values, transaction, write=lock is not None)
 
@@ -479,13 +496,14 @@ class AsyncRepository(Generic[T]):
         filter: FilterLike = None,
         *,
         lock: Lock | None = None,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> T | None:
         """The first row matching a filter, or None.
 
         >>> await repo.find_one({"where": {"email": "a@example.com"}})
         """
+        transaction = self.db._transaction(transaction)
         statement, values = self._select(filter, lock, transaction, include_deleted, one=True)
         return await self._row(statement, values, transaction, write=lock is not None)
 
@@ -495,7 +513,7 @@ class AsyncRepository(Generic[T]):
         filter: FilterLike = None,
         *,
         lock: Lock | None = None,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> T | None:
         """The row with this primary key (a tuple for a composite key), or None.
@@ -504,6 +522,7 @@ class AsyncRepository(Generic[T]):
 
         >>> await repo.find_by_id("0b6c...", lock=Lock.UPDATE, transaction=tx)
         """
+        transaction = self.db._transaction(transaction)
         statement, values = self._select(filter, lock, transaction, include_deleted, by_id=id)
         return await self._row(statement, values, transaction, write=lock is not None)
 
@@ -511,13 +530,14 @@ class AsyncRepository(Generic[T]):
         self,
         where: Where = None,
         *,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> int:
         """How many rows match a where clause.
 
         >>> await repo.count({"status": "active"})
         """
+        transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
         live = self._live(include_deleted)
@@ -538,13 +558,14 @@ class AsyncRepository(Generic[T]):
         self,
         where: Where = None,
         *,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> bool:
         """True when at least one row matches a where clause.
 
         >>> await repo.exists({"email": "a@example.com"})
         """
+        transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
         live = self._live(include_deleted)
@@ -567,7 +588,7 @@ class AsyncRepository(Generic[T]):
         *,
         batch_size: int = 2000,
         lock: Lock | None = None,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
         include_deleted: bool = False,
     ) -> AsyncIterator[T]:
         """Stream matching rows through a server-side cursor, `batch_size` rows at a time, so
@@ -580,6 +601,7 @@ class AsyncRepository(Generic[T]):
         generator is closed). With ``lock=`` (which needs ``transaction=``) rows are locked as
         their batch is fetched, and stay locked until the transaction ends.
         """
+        transaction = self.db._transaction(transaction)
         if type(batch_size) is not int or batch_size < 1:
             raise FilterError(
                 f"batch_size must be a positive integer, got {batch_size!r}",
@@ -606,7 +628,8 @@ class AsyncRepository(Generic[T]):
                         set_config_sql(len(settings)), [v for pair in settings for v in pair]
                     )
             name = f"nxdata_iter_{next(_cursor_names)}"
-            async with conn.cursor(name=name) as cursor:
+            cursor = conn.cursor(name=name)
+            try:
                 await cursor.execute(statement.sql, params)
                 large = batch_size >= GC_PAUSE_ROWS
                 while True:
@@ -615,6 +638,11 @@ class AsyncRepository(Generic[T]):
                     try:
                         if large:
                             pause.begin()
+                        if not own and transaction is not None and not transaction.active:
+                            raise TransactionError(
+                                "iterate() was consumed after its transaction ended: its cursor "
+                                "is gone; finish the iteration inside the transaction"
+                            )
                         rows = await cursor.fetchmany(batch_size)
                         if not rows:
                             break
@@ -623,6 +651,11 @@ class AsyncRepository(Generic[T]):
                         pause.end()
                     for row in batch:  # noqa: RUF100, UP028 (no yield from in async)
                         yield row
+            finally:
+                # Once its transaction has ended the connection may serve someone else: the
+                # server closed the cursor with the transaction, so it is left alone.
+                if own or (transaction is not None and transaction.active):
+                    await cursor.close()
             if own:
                 await conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
@@ -636,7 +669,7 @@ class AsyncRepository(Generic[T]):
         query: Query,
         params: Sequence[Any] | Mapping[str, Any] | None = None,
         *,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]:
         """The escape hatch: run your own PyPika query or ``psycopg.sql`` statement and get typed
         rows back. Result columns are matched to the table's columns by name; columns the query
@@ -649,6 +682,7 @@ class AsyncRepository(Generic[T]):
         >>> q = PostgreSQLQuery.from_(t).select("*").where(t.seats > Parameter("%s"))
         >>> await repo.query(q, [10])
         """
+        transaction = self.db._transaction(transaction)
         statement: str | bytes | psycopg.sql.Composable
         if isinstance(query, str | bytes | psycopg.sql.Composable):
             statement = query
@@ -748,7 +782,7 @@ class AsyncRepository(Generic[T]):
         validated = self.table.validate_update(data, client=self.policy.client)
         return self._check_scope(validated) if self.scope else validated
 
-    async def create(self, data: Data, *, transaction: AsyncTransaction | None = None) -> T:
+    async def create(self, data: Data, *, transaction: Tx = None) -> T:
         """Insert one row (validated against the insert type) and return it as stored.
 
         >>> await repo.create({"name": "Ann"})     # ValidationError names a bad field
@@ -756,6 +790,7 @@ class AsyncRepository(Generic[T]):
         Under a client policy the data is a client body: server-managed and hidden columns
         cannot be set. A scoped repository sets the scope's columns.
         """
+        transaction = self.db._transaction(transaction)
         fields, values = _set_fields(self._validated_insert(data))
         policy = self.policy
         statement = self._statement(
@@ -771,7 +806,7 @@ class AsyncRepository(Generic[T]):
         rows: Iterable[Data],
         *,
         returning: Literal[False] = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> int: ...
 
     @overload
@@ -780,7 +815,7 @@ class AsyncRepository(Generic[T]):
         rows: Iterable[Data],
         *,
         returning: Literal[True],
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]: ...
 
     async def create_all(
@@ -788,7 +823,7 @@ class AsyncRepository(Generic[T]):
         rows: Iterable[Data],
         *,
         returning: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> int | list[T]:
         """Insert many rows; returns the count, or with ``returning=True`` the rows as stored, in
         the order given. Every row is validated, and the rows go in all or none: an invalid row
@@ -806,6 +841,7 @@ class AsyncRepository(Generic[T]):
         >>> await repo.create_all([{"name": "a"}, {"name": "b"}])
         2
         """
+        transaction = self.db._transaction(transaction)
         items = rows if type(rows) is list else _row_list(rows)
         if not returning:
             return await self._copy_all(items, transaction)
@@ -978,9 +1014,7 @@ class AsyncRepository(Generic[T]):
         assert statement.decoder is not None
         return statement.decoder.many(found)
 
-    async def update_by_id(
-        self, id: Any, data: Data, *, transaction: AsyncTransaction | None = None
-    ) -> T | None:
+    async def update_by_id(self, id: Any, data: Data, *, transaction: Tx = None) -> T | None:
         """Update the given columns of one row; returns it, or None when there is no such row.
 
         ``modified_at`` (any ``on_update`` column) is set too; the primary key, ``created_at``
@@ -989,6 +1023,7 @@ class AsyncRepository(Generic[T]):
 
         >>> await repo.update_by_id(row.id, {"status": "revoked"})
         """
+        transaction = self.db._transaction(transaction)
         fields, values = _set_fields(self._validated_update(data))
         values.append(id)
         values += self._scope_values
@@ -1015,7 +1050,7 @@ class AsyncRepository(Generic[T]):
         *,
         returning: Literal[False] = False,
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> int: ...
 
     @overload
@@ -1026,7 +1061,7 @@ class AsyncRepository(Generic[T]):
         *,
         returning: Literal[True],
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]: ...
 
     async def update_all(
@@ -1036,7 +1071,7 @@ class AsyncRepository(Generic[T]):
         *,
         returning: bool = False,
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> int | list[T]:
         """Update every row matching `where`; returns the count, or the updated rows with
         ``returning=True``. A where clause that matches every row (None, ``{}``) is refused:
@@ -1044,6 +1079,7 @@ class AsyncRepository(Generic[T]):
 
         >>> await repo.update_all({"status": "expired"}, {"expires_at": {"lt": now}})
         """
+        transaction = self.db._transaction(transaction)
         fields, values = _set_fields(self._validated_update(data))
         where_key = self._where(where, values, required=True, everything=all)
         live = self._live(False)
@@ -1063,13 +1099,12 @@ class AsyncRepository(Generic[T]):
             return await self._rows(statement, values, transaction, write=True)
         return await self._count(statement, values, transaction)
 
-    async def delete_by_id(
-        self, id: Any, *, transaction: AsyncTransaction | None = None
-    ) -> T | None:
+    async def delete_by_id(self, id: Any, *, transaction: Tx = None) -> T | None:
         """Delete one row; returns it as it was, or None when there is no such row.
 
         >>> await repo.delete_by_id(row.id)
         """
+        transaction = self.db._transaction(transaction)
         return await self._hard_delete_by_id(id, transaction)
 
     async def _hard_delete_by_id(self, id: Any, transaction: AsyncTransaction | None) -> T | None:
@@ -1093,7 +1128,7 @@ class AsyncRepository(Generic[T]):
         *,
         returning: Literal[False] = False,
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> int: ...
 
     @overload
@@ -1103,7 +1138,7 @@ class AsyncRepository(Generic[T]):
         *,
         returning: Literal[True],
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]: ...
 
     async def delete_all(
@@ -1112,13 +1147,14 @@ class AsyncRepository(Generic[T]):
         *,
         returning: bool = False,
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> int | list[T]:
         """Delete every row matching `where`; returns the count (or the rows). A where clause
         that matches every row is refused: pass ``all=True`` (and no where) to mean it.
 
         >>> await repo.delete_all({"status": "draft"})
         """
+        transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values, required=True, everything=all)
         policy, scope = self.policy, self._scope_fields
@@ -1142,7 +1178,7 @@ class AsyncRepository(Generic[T]):
         *,
         conflict: str | Sequence[str],
         update: Sequence[str] | None = None,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> T | None:
         """INSERT ... ON CONFLICT (conflict) DO UPDATE SET update; returns the row.
 
@@ -1154,6 +1190,7 @@ class AsyncRepository(Generic[T]):
 
         >>> await repo.upsert({"email": "a@x.io", "name": "Ann"}, conflict=["email"])
         """
+        transaction = self.db._transaction(transaction)
         fields, values = _set_fields(self._validated_insert(data))
         if isinstance(conflict, str):
             conflict = (conflict,)
@@ -1248,13 +1285,12 @@ class AsyncSoftDeletableRepository(AsyncRepository[T]):
             )
         self._soft_sets = ((soft.name, "now()"),)
 
-    async def delete_by_id(
-        self, id: Any, *, transaction: AsyncTransaction | None = None
-    ) -> T | None:
+    async def delete_by_id(self, id: Any, *, transaction: Tx = None) -> T | None:
         """Soft-delete one live row (``deleted_at = now()``); returns it, or None.
 
         >>> await products.delete_by_id(pid)
         """
+        transaction = self.db._transaction(transaction)
         return await self._mark_by_id(id, transaction, restore=False)
 
     async def _mark_by_id(
@@ -1286,7 +1322,7 @@ class AsyncSoftDeletableRepository(AsyncRepository[T]):
         *,
         returning: Literal[False] = False,
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> int: ...
 
     @overload
@@ -1296,7 +1332,7 @@ class AsyncSoftDeletableRepository(AsyncRepository[T]):
         *,
         returning: Literal[True],
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> list[T]: ...
 
     async def delete_all(
@@ -1305,13 +1341,14 @@ class AsyncSoftDeletableRepository(AsyncRepository[T]):
         *,
         returning: bool = False,
         all: bool = False,
-        transaction: AsyncTransaction | None = None,
+        transaction: Tx = None,
     ) -> int | list[T]:
         """Soft-delete every live row matching `where`; returns the count (or the rows). A where
         clause that matches every row is refused: pass ``all=True`` (and no where) to mean it.
 
         >>> await products.delete_all({"status": "discontinued"})
         """
+        transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values, required=True, everything=all)
         policy, scope = self.policy, self._scope_fields
@@ -1331,22 +1368,20 @@ class AsyncSoftDeletableRepository(AsyncRepository[T]):
             return await self._rows(statement, values, transaction, write=True)
         return await self._count(statement, values, transaction)
 
-    async def restore_by_id(
-        self, id: Any, *, transaction: AsyncTransaction | None = None
-    ) -> T | None:
+    async def restore_by_id(self, id: Any, *, transaction: Tx = None) -> T | None:
         """Undo a soft delete; returns the restored row, or None if it was not deleted.
 
         >>> await products.restore_by_id(pid)
         """
+        transaction = self.db._transaction(transaction)
         return await self._mark_by_id(id, transaction, restore=True)
 
-    async def hard_delete_by_id(
-        self, id: Any, *, transaction: AsyncTransaction | None = None
-    ) -> T | None:
+    async def hard_delete_by_id(self, id: Any, *, transaction: Tx = None) -> T | None:
         """Delete one row for real, deleted or not; returns it as it was, or None.
 
         >>> await products.hard_delete_by_id(pid)
         """
+        transaction = self.db._transaction(transaction)
         return await self._hard_delete_by_id(id, transaction)
 
 

@@ -1,10 +1,11 @@
 # Generated from nxdata/transaction_async.py by nxdata/_async_to_sync.py: do not edit.
-"""Transactions on a database: begin/commit/rollback, isolation, savepoints.
+"""Transactions on a database: begin/commit/rollback, isolation, savepoints, the ambient
+transaction of a block.
 
->>> with db.transaction(isolation="serializable") as tx:
-...     wallet = wallets.find_by_id(wallet_id, lock=Lock.UPDATE, transaction=tx)
-...     with db.transaction():          # nested use: a savepoint of `tx`
-...         wallets.update_by_id(wallet_id, {"amount": 0}, transaction=tx)
+>>> with db.transaction(isolation="serializable"):
+...     wallet = wallets.find_by_id(wallet_id, lock=Lock.UPDATE)   # joins the block
+...     with db.transaction():          # nested use: a savepoint
+...         wallets.update_by_id(wallet_id, {"amount": 0})
 
 The sync twin `transaction.py` is generated from this file by ``nxdata/_async_to_sync.py``.
 """
@@ -12,14 +13,20 @@ The sync twin `transaction.py` is generated from this file by ``nxdata/_async_to
 from __future__ import annotations
 
 from contextlib import suppress
-from contextvars import ContextVar, Token
+from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
 from ._connect import set_config_sql
-from .errors import DatabaseError, TransactionError, map_database_error
+from .errors import (
+    ConnectionFailed,
+    DatabaseError,
+    OutcomeUnknown,
+    TransactionError,
+    map_database_error,
+)
 
 if TYPE_CHECKING:
     from .database import Database
@@ -51,11 +58,6 @@ _ISOLATION: dict[str, str] = {
     "repeatable read": "REPEATABLE READ",
     "serializable": "SERIALIZABLE",
 }
-
-# The innermost open transaction block of this task/thread, so that `db.transaction()` inside
-# another `db.transaction()` block on the same database becomes a savepoint instead of a second,
-# independent transaction on another connection (which could deadlock against the first).
-_current: ContextVar[Transaction | None] = ContextVar("nxdata_transaction", default=None)
 
 
 def begin_sql(isolation: str | None, read_only: bool) -> str:
@@ -93,7 +95,16 @@ class Transaction:
     ...     raise
     """
 
-    __slots__ = ("_children", "_conn", "_db", "_done", "_parent", "_savepoint", "isolation")
+    __slots__ = (
+        "_children",
+        "_conn",
+        "_db",
+        "_done",
+        "_parent",
+        "_savepoint",
+        "attempt",
+        "isolation",
+    )
 
     def __init__(
         self,
@@ -111,6 +122,8 @@ class Transaction:
         self._done = False
         self._children = 0
         self.isolation = isolation
+        self.attempt: int = parent.attempt if parent is not None else 1
+        """Which run of `Database.run_in_transaction` this is (1 for the first)."""
 
     def __repr__(self) -> str:
         kind = f"savepoint {self._savepoint}" if self._savepoint else "transaction"
@@ -167,7 +180,15 @@ class Transaction:
             if failed:
                 _rollback(conn, None)
                 raise TransactionError(_FAILED_TRANSACTION)
-            _run(conn, "COMMIT")
+            try:
+                _run(conn, "COMMIT")
+            except ConnectionFailed as exc:
+                raise OutcomeUnknown(
+                    "the connection was lost during COMMIT: the transaction may or may not have "
+                    f"been committed ({exc})",
+                    original=exc.original,
+                    sqlstate=exc.sqlstate,
+                ) from exc
         finally:
             self._db._release(conn)
 
@@ -216,7 +237,9 @@ class Transaction:
 class TransactionBlock:
     """What ``db.transaction()`` returns: ``with`` it to run a block in a transaction.
 
-    Inside another block of the same database (same task) it opens a savepoint instead.
+    Inside the block, the transaction is *ambient*: repository calls and ``db.execute`` /
+    ``fetch_*`` that pass no ``transaction=`` join it. Inside another block of the same
+    database (same task) it opens a savepoint instead.
     """
 
     __slots__ = ("_db", "_isolation", "_parent", "_read_only", "_settings", "_token", "_tx")
@@ -243,8 +266,8 @@ class TransactionBlock:
     def __enter__(self) -> Transaction:
         parent = self._parent
         if parent is None:
-            current = _current.get()
-            if current is not None and current._db is self._db and current.active:
+            current = self._db._ambient.get()
+            if current is not None and current.active:
                 parent = current
         if parent is not None:
             tx = parent.begin_savepoint()
@@ -258,7 +281,7 @@ class TransactionBlock:
                 settings=self._settings,
             )
         self._tx = tx
-        self._token = _current.set(tx)
+        self._token = self._db._ambient.set(tx)
         return tx
 
     def __exit__(
@@ -270,7 +293,7 @@ class TransactionBlock:
         assert self._tx is not None and self._token is not None
         # Exited in another context (e.g. a different task): there is nothing to undo there.
         with suppress(ValueError):
-            _current.reset(self._token)
+            self._db._ambient.reset(self._token)
         _finish(self._tx, exc)
 
 

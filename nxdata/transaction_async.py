@@ -1,9 +1,10 @@
-"""Transactions on a database: begin/commit/rollback, isolation, savepoints.
+"""Transactions on a database: begin/commit/rollback, isolation, savepoints, the ambient
+transaction of a block.
 
->>> async with db.transaction(isolation="serializable") as tx:
-...     wallet = await wallets.find_by_id(wallet_id, lock=Lock.UPDATE, transaction=tx)
-...     async with db.transaction():          # nested use: a savepoint of `tx`
-...         await wallets.update_by_id(wallet_id, {"amount": 0}, transaction=tx)
+>>> async with db.transaction(isolation="serializable"):
+...     wallet = await wallets.find_by_id(wallet_id, lock=Lock.UPDATE)   # joins the block
+...     async with db.transaction():          # nested use: a savepoint
+...         await wallets.update_by_id(wallet_id, {"amount": 0})
 
 The sync twin `transaction.py` is generated from this file by ``nxdata/_async_to_sync.py``.
 """
@@ -11,14 +12,20 @@ The sync twin `transaction.py` is generated from this file by ``nxdata/_async_to
 from __future__ import annotations
 
 from contextlib import suppress
-from contextvars import ContextVar, Token
+from contextvars import Token
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
 from ._connect import set_config_sql
-from .errors import DatabaseError, TransactionError, map_database_error
+from .errors import (
+    ConnectionFailed,
+    DatabaseError,
+    OutcomeUnknown,
+    TransactionError,
+    map_database_error,
+)
 
 if TYPE_CHECKING:
     from .database_async import AsyncDatabase
@@ -50,11 +57,6 @@ _ISOLATION: dict[str, str] = {
     "repeatable read": "REPEATABLE READ",
     "serializable": "SERIALIZABLE",
 }
-
-# The innermost open transaction block of this task/thread, so that `db.transaction()` inside
-# another `db.transaction()` block on the same database becomes a savepoint instead of a second,
-# independent transaction on another connection (which could deadlock against the first).
-_current: ContextVar[AsyncTransaction | None] = ContextVar("nxdata_async_transaction", default=None)
 
 
 def begin_sql(isolation: str | None, read_only: bool) -> str:
@@ -92,7 +94,16 @@ class AsyncTransaction:
     ...     raise
     """
 
-    __slots__ = ("_children", "_conn", "_db", "_done", "_parent", "_savepoint", "isolation")
+    __slots__ = (
+        "_children",
+        "_conn",
+        "_db",
+        "_done",
+        "_parent",
+        "_savepoint",
+        "attempt",
+        "isolation",
+    )
 
     def __init__(
         self,
@@ -110,6 +121,8 @@ class AsyncTransaction:
         self._done = False
         self._children = 0
         self.isolation = isolation
+        self.attempt: int = parent.attempt if parent is not None else 1
+        """Which run of `AsyncDatabase.run_in_transaction` this is (1 for the first)."""
 
     def __repr__(self) -> str:
         kind = f"savepoint {self._savepoint}" if self._savepoint else "transaction"
@@ -166,7 +179,15 @@ class AsyncTransaction:
             if failed:
                 await _rollback(conn, None)
                 raise TransactionError(_FAILED_TRANSACTION)
-            await _run(conn, "COMMIT")
+            try:
+                await _run(conn, "COMMIT")
+            except ConnectionFailed as exc:
+                raise OutcomeUnknown(
+                    "the connection was lost during COMMIT: the transaction may or may not have "
+                    f"been committed ({exc})",
+                    original=exc.original,
+                    sqlstate=exc.sqlstate,
+                ) from exc
         finally:
             await self._db._release(conn)
 
@@ -215,7 +236,9 @@ class AsyncTransaction:
 class AsyncTransactionBlock:
     """What ``db.transaction()`` returns: ``async with`` it to run a block in a transaction.
 
-    Inside another block of the same database (same task) it opens a savepoint instead.
+    Inside the block, the transaction is *ambient*: repository calls and ``db.execute`` /
+    ``fetch_*`` that pass no ``transaction=`` join it. Inside another block of the same
+    database (same task) it opens a savepoint instead.
     """
 
     __slots__ = ("_db", "_isolation", "_parent", "_read_only", "_settings", "_token", "_tx")
@@ -242,8 +265,8 @@ class AsyncTransactionBlock:
     async def __aenter__(self) -> AsyncTransaction:
         parent = self._parent
         if parent is None:
-            current = _current.get()
-            if current is not None and current._db is self._db and current.active:
+            current = self._db._ambient.get()
+            if current is not None and current.active:
                 parent = current
         if parent is not None:
             tx = await parent.begin_savepoint()
@@ -257,7 +280,7 @@ class AsyncTransactionBlock:
                 settings=self._settings,
             )
         self._tx = tx
-        self._token = _current.set(tx)
+        self._token = self._db._ambient.set(tx)
         return tx
 
     async def __aexit__(
@@ -269,7 +292,7 @@ class AsyncTransactionBlock:
         assert self._tx is not None and self._token is not None
         # Exited in another context (e.g. a different task): there is nothing to undo there.
         with suppress(ValueError):
-            _current.reset(self._token)
+            self._db._ambient.reset(self._token)
         await _finish(self._tx, exc)
 
 

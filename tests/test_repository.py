@@ -311,7 +311,8 @@ def test_transaction_argument_on_every_kind_of_call(
     with pytest.raises(RuntimeError), db.transaction() as tx:
         row = entries.create({"label": "t"}, transaction=tx)
         assert entries.find_by_id(row.id, transaction=tx) is not None
-        assert entries.find_by_id(row.id) is None  # other connections do not see it yet
+        assert entries.find_by_id(row.id) is not None  # joins the block's transaction
+        assert entries.find_by_id(row.id, transaction=nx.AUTOCOMMIT) is None  # others: not yet
         entries.create_all([{"label": "t2"}], transaction=tx)
         entries.create_all([{"label": "t3"}], returning=True, transaction=tx)
         entries.update_by_id(row.id, {"qty": 3}, transaction=tx)
