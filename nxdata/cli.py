@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--no-processes", action="store_true", help="apply SQL files only, skip processes"
     )
+    migrate.add_argument(
+        "--cancel-stale",
+        action="store_true",
+        help="end the backend holding the migration lock when its migrate process is gone",
+    )
     _common(migrate)
 
     check = commands.add_parser(
@@ -278,6 +283,7 @@ def _cmd_migrate(run: _Runner) -> int:
             processes=processes,
             dry_run=run.args.dry_run,
             progress=run.say,
+            cancel_stale=run.args.cancel_stale,
         )
     if result.dry_run:
         if not result.steps:

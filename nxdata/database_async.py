@@ -136,6 +136,10 @@ class AsyncDatabase:
                 timeout=options.timeout,
                 max_idle=options.max_idle,
                 max_lifetime=options.max_lifetime,
+                # While the server cannot be reached, psycopg-pool retries with a backoff that
+                # doubles up to minutes; giving up after a second lets the next waiting caller
+                # start a fresh attempt, so a server that is back is used within about a second.
+                reconnect_timeout=1.0,
                 # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
                 # COMMIT); connection() and transactions open their own transactions.
                 kwargs={**kwargs, "autocommit": True},

@@ -651,6 +651,8 @@ class Repository(Generic[T]):
                 # server closed the cursor with the transaction, so it is left alone.
                 if own or (transaction is not None and transaction.active):
                     cursor.close()
+                else:
+                    cursor._closed = True  # nothing to send; and no "deleted while open" warning
             if own:
                 conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:

@@ -656,6 +656,8 @@ class AsyncRepository(Generic[T]):
                 # server closed the cursor with the transaction, so it is left alone.
                 if own or (transaction is not None and transaction.active):
                     await cursor.close()
+                else:
+                    cursor._closed = True  # nothing to send; and no "deleted while open" warning
             if own:
                 await conn.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:

@@ -308,20 +308,27 @@ def begin(
     the transaction-local settings of the current `local_settings` block and `settings`."""
     sql = begin_sql(isolation, read_only)
     settings = db._local() + settings
-    conn = db._acquire(write=not read_only)
-    try:
-        if settings:
-            with conn.pipeline():  # one round trip
-                conn.execute(sql, prepare=False)
-                _apply_settings(conn, settings)
-        else:
-            conn.execute(sql, prepare=False)  # see `_run`
-    except BaseException as exc:
-        db._release(conn)
-        if isinstance(exc, psycopg.Error):
-            raise map_database_error(exc) from exc
-        raise
-    return Transaction(db, conn, isolation=isolation)
+    for attempt in (1, 2):
+        conn = db._acquire(write=not read_only)
+        try:
+            if settings:
+                with conn.pipeline():  # one round trip
+                    conn.execute(sql, prepare=False)
+                    _apply_settings(conn, settings)
+            else:
+                conn.execute(sql, prepare=False)  # see `_run`
+        except BaseException as exc:
+            db._release(conn)
+            if not isinstance(exc, psycopg.Error):
+                raise
+            error = map_database_error(exc)
+            # Lost before the transaction began: nothing happened, another connection will do
+            # (the connection died between its check and BEGIN).
+            if isinstance(error, ConnectionFailed) and attempt == 1:
+                continue
+            raise error from exc
+        return Transaction(db, conn, isolation=isolation)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _apply_settings(conn: psycopg.Connection[Any], settings: tuple[tuple[str, str], ...]) -> None:

@@ -307,20 +307,27 @@ async def begin(
     the transaction-local settings of the current `local_settings` block and `settings`."""
     sql = begin_sql(isolation, read_only)
     settings = db._local() + settings
-    conn = await db._acquire(write=not read_only)
-    try:
-        if settings:
-            async with conn.pipeline():  # one round trip
-                await conn.execute(sql, prepare=False)
-                await _apply_settings(conn, settings)
-        else:
-            await conn.execute(sql, prepare=False)  # see `_run`
-    except BaseException as exc:
-        await db._release(conn)
-        if isinstance(exc, psycopg.Error):
-            raise map_database_error(exc) from exc
-        raise
-    return AsyncTransaction(db, conn, isolation=isolation)
+    for attempt in (1, 2):
+        conn = await db._acquire(write=not read_only)
+        try:
+            if settings:
+                async with conn.pipeline():  # one round trip
+                    await conn.execute(sql, prepare=False)
+                    await _apply_settings(conn, settings)
+            else:
+                await conn.execute(sql, prepare=False)  # see `_run`
+        except BaseException as exc:
+            await db._release(conn)
+            if not isinstance(exc, psycopg.Error):
+                raise
+            error = map_database_error(exc)
+            # Lost before the transaction began: nothing happened, another connection will do
+            # (the connection died between its check and BEGIN).
+            if isinstance(error, ConnectionFailed) and attempt == 1:
+                continue
+            raise error from exc
+        return AsyncTransaction(db, conn, isolation=isolation)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 async def _apply_settings(

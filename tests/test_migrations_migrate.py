@@ -244,7 +244,7 @@ def test_concurrent_migrations_apply_each_file_once(
     assert sorted(f for files in applied for f in files) == ["mc/0001_init", "mc/0002_row"]
     assert query(fresh_database_url, "SELECT count(*) FROM mc.applied") == [(1,)]
     assert len(journal(fresh_database_url)) == 2
-    assert any("waiting for another migrate" in m for m in waited)
+    assert any("holds the migration lock" in m and "waiting for it to finish" in m for m in waited)
 
 
 def test_concurrent_migrate_processes_apply_each_file_once(

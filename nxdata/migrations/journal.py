@@ -14,7 +14,10 @@ It lives in nxdata's own schema, ``nxdata_migrations.journal``, which no diff ev
 from __future__ import annotations
 
 import getpass
+import os
+import re
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,10 +32,14 @@ __all__ = [
     "JOURNAL",
     "JOURNAL_SCHEMA",
     "LOCK_KEY",
+    "MIGRATE_APPLICATION",
     "JournalEntry",
+    "LockHolder",
     "acquire_lock",
     "applied_by",
     "ensure_journal",
+    "identify_migrate_session",
+    "lock_holder",
     "privilege_error",
     "read_journal",
     "record",
@@ -166,14 +173,140 @@ def record(
     )
 
 
-def acquire_lock(conn: psycopg.Connection[Any], on_wait: Callable[[], None] | None = None) -> None:
-    """Take the session-level migration lock, calling `on_wait` first if someone holds it."""
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()
-    if row is not None and row[0]:
-        return
-    if on_wait is not None:
-        on_wait()
-    conn.execute("SELECT pg_advisory_lock(%s)", [LOCK_KEY])
+MIGRATE_APPLICATION = "nxdata migrate"
+"""The application_name prefix of a migrate session: ``nxdata migrate pid=<os pid> host=<host>``,
+so a waiting migrate can tell whether the holder's process is still alive."""
+
+_HOLDER = re.compile(r"^nxdata migrate pid=(\d+) host=(\S+)")
+
+
+@dataclass(frozen=True, slots=True)
+class LockHolder:
+    """The session holding the migration lock, from ``pg_locks`` and ``pg_stat_activity``."""
+
+    pid: int
+    application_name: str
+    client: str
+    connected_for: float
+    state: str
+    query: str
+    query_for: float | None
+
+    @property
+    def client_process(self) -> tuple[int, str] | None:
+        """(OS pid, host) of the migrate that holds the lock, when it is one of ours."""
+        match = _HOLDER.match(self.application_name)
+        return (int(match.group(1)), match.group(2)) if match else None
+
+    def client_gone(self) -> bool | None:
+        """True when the holder is a migrate of this host whose process no longer exists (it
+        was killed and its backend lives on until its statement ends); False when it is alive;
+        None when it cannot be told (another host, or not a migrate)."""
+        process = self.client_process
+        if process is None or process[1] != socket.gethostname():
+            return None
+        try:
+            os.kill(process[0], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+
+    def describe(self) -> str:
+        """One line for the waiting message."""
+        what = f"pid {self.pid}"
+        if self.application_name:
+            what += f" ({self.application_name}"
+            what += f" from {self.client})" if self.client else ")"
+        doing = f"{self.state}"
+        if self.query_for is not None and self.state == "active":
+            doing += f", running {self.query[:80]!r} for {self.query_for:.0f} s"
+        return (
+            f"{what} holds the migration lock, connected {self.connected_for:.0f} s ago ({doing})"
+        )
+
+
+def lock_holder(conn: psycopg.Connection[Any]) -> LockHolder | None:
+    """Who holds the migration lock now (None when nobody does)."""
+    row = conn.execute(
+        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),"
+        " extract(epoch FROM now() - a.backend_start), coalesce(a.state, ''),"
+        " coalesce(a.query, ''), extract(epoch FROM now() - a.query_start)"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s AND l.objid = %s"
+        " AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database"
+        " WHERE datname = current_database())",
+        [LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF],
+    ).fetchone()
+    if row is None:
+        return None
+    pid, app, client, connected, state, query, query_for = row
+    return LockHolder(
+        pid,
+        app,
+        client,
+        float(connected or 0),
+        state,
+        query,
+        None if query_for is None else float(query_for),
+    )
+
+
+def identify_migrate_session(conn: psycopg.Connection[Any]) -> None:
+    """Name this session after the migrate process (see `MIGRATE_APPLICATION`), and on
+    PostgreSQL 14+ have the server check every second that this client is still there during a
+    statement: a migrate that is killed then ends its backend (and frees the lock) within a
+    second, instead of when its statement ends."""
+    name = f"{MIGRATE_APPLICATION} pid={os.getpid()} host={socket.gethostname()}"
+    conn.execute("SELECT set_config('application_name', %s, false)", [name[:63]])
+    if conn.info.server_version >= 140000:
+        conn.execute("SET client_connection_check_interval = '1s'")
+
+
+def acquire_lock(
+    conn: psycopg.Connection[Any],
+    on_wait: Callable[[str], None] | None = None,
+    *,
+    cancel_stale: bool = False,
+    poll: float = 0.5,
+) -> None:
+    """Take the session-level migration lock. While someone holds it, wait, telling `on_wait`
+    who (pid, application, how long it has run) when the holder changes and every 30 s; with
+    `cancel_stale`, end the holder's backend when it is a migrate of this host whose process is
+    gone (killed: its statement would otherwise hold the lock until it ends).
+    """
+    told: tuple[int, float] | None = None
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()
+        if row is not None and row[0]:
+            return
+        holder = lock_holder(conn)
+        if holder is None:
+            continue  # released between the two statements
+        now = time.monotonic()
+        gone = holder.client_gone()
+        if cancel_stale and gone:
+            if on_wait is not None:
+                on_wait(
+                    f"ending pid {holder.pid}: it holds the migration lock for a migrate whose "
+                    "process is gone (--cancel-stale)"
+                )
+            conn.execute("SELECT pg_terminate_backend(%s)", [holder.pid])
+            time.sleep(poll)
+            continue
+        if on_wait is not None and (told is None or told[0] != holder.pid or now - told[1] > 30):
+            hint = "waiting for it to finish"
+            if gone:
+                hint = (
+                    "its migrate process is gone (killed?): the lock is freed when its statement "
+                    "ends, or rerun with --cancel-stale to end that backend now"
+                )
+            elif gone is None:
+                hint += " (if it is stale, pg_terminate_backend(pid) ends it)"
+            on_wait(f"{holder.describe()}: {hint}")
+            told = (holder.pid, now)
+        time.sleep(poll)
 
 
 def release_lock(conn: psycopg.Connection[Any]) -> None:

@@ -22,6 +22,7 @@ from .journal import (
     JournalEntry,
     acquire_lock,
     ensure_journal,
+    identify_migrate_session,
     privilege_error,
     read_journal,
     record,
@@ -341,12 +342,15 @@ def migrate(
     processes: Sequence[Process] = (),
     dry_run: bool = False,
     progress: Progress | None = None,
+    cancel_stale: bool = False,
 ) -> MigrateResult:
     """Apply the pending migration files of `schemas` (all folders when None) and then the due
     `processes`; with `dry_run`, only list them.
 
     Raises `TamperedMigrationError` before applying anything if an applied file changed, and
     `MigrationError` when a file fails (that file is rolled back, earlier ones stay applied).
+    While another migrate holds the lock it waits, naming the holder; `cancel_stale` ends a
+    holder whose migrate process (on this host) is gone.
     """
     say = progress or (lambda _message: None)
     names = schema_folders(root, schemas)
@@ -361,7 +365,8 @@ def migrate(
         if dry_run:
             journal = read_journal(conn)
         else:
-            acquire_lock(conn, lambda: say("waiting for another migrate to finish (advisory lock)"))
+            identify_migrate_session(conn)
+            acquire_lock(conn, say, cancel_stale=cancel_stale)
             ensure_journal(conn)
             # Read only now: whoever held the lock may have applied everything meanwhile.
             journal = read_journal(conn)
