@@ -46,6 +46,7 @@ def select_scenarios(only: tuple[str, ...]) -> list[Scenario]:
             or s.number.lower() in {w.lower() for w in wanted}
             or (s.number == "8a" and "8" in wanted)
             or (s.number == "8b" and "8" in wanted)
+            or (s.number == "8c" and "8" in wanted)
         ):
             chosen.append(s)
     return chosen

@@ -121,6 +121,14 @@ SCENARIOS: tuple[Scenario, ...] = (
         what="the same shape with new values each time",
     ),
     Scenario(
+        "borrow",
+        "8c",
+        "Connection borrow and return (nxdata: with its socket check and ambient lookup)",
+        "borrow",
+        lambda s: s.borrow_ops,
+        what="take a pooled connection and give it back, no statement (the per-call overhead)",
+    ),
+    Scenario(
         "transfer",
         "9",
         "Wallet transfer: transaction, row lock, two updates",
@@ -261,6 +269,9 @@ class Workload:
         return ([filter_spec(*self._filter_values()) for _ in range(n)],)
 
     compile_cached = compile_cold
+
+    def borrow(self, n: int) -> tuple[Any, ...]:
+        return (n,)
 
     def transfer(self, n: int) -> tuple[Any, ...]:
         moves = []

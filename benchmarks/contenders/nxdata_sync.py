@@ -82,6 +82,14 @@ class Nxdata(Contender):
         for id_ in ids:
             assert delete_by_id(id_) is not None
 
+    def borrow(self, n: int) -> None:
+        # What every call outside a transaction adds to the pool's borrow: the ambient
+        # transaction lookup and the socket check of the connection (see Database._acquire).
+        db = self.db
+        for _ in range(n):
+            db._transaction(None)
+            db._release(db._acquire())
+
     def compile_cold(self, filters: list[dict[str, Any]]) -> None:
         compile, cache = self.items.compile, getattr(self.items, "_cache", None)
         if cache is None:

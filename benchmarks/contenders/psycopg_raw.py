@@ -41,6 +41,11 @@ class Psycopg(Contender):
         self.executor.shutdown()
         self.pool.close()
 
+    def borrow(self, n: int) -> None:
+        pool = self.pool
+        for _ in range(n):
+            pool.putconn(pool.getconn())
+
     def pk_lookup(self, ids: list[str]) -> None:
         pool = self.pool
         for id_ in ids:
