@@ -37,7 +37,7 @@ def cluster() -> Iterator[Cluster]:
         for statement in create_statements([faults]):
             c.execute(statement)
         c.execute(
-            "INSERT INTO faults.\"Item\" (name, n) "
+            'INSERT INTO faults."Item" (name, n) '
             "SELECT 'item ' || g, g FROM generate_series(1, 200) g"
         )
         c.execute(
