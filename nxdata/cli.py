@@ -129,13 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a migration from the difference between the declarations and the database",
         description=(
             "Build a throwaway database from the declarations, diff the target against it with "
-            "migra, and write migrations/{schema}/NNNN_{name}.sql per changed schema. "
-            "Statements that lose data (drops, type narrowing) are refused without --unsafe."
+            "migra, and write migrations/{schema}/NNNN_{name}.sql per changed schema, in steps "
+            "that keep a live database up (concurrent indexes, NOT VALID then VALIDATE), with "
+            "every hazard and its recipe in the file's header. Statements that lose data, and "
+            "statements that existing rows would make fail, are refused without --unsafe."
         ),
     )
     _scope(diff, required=True)
-    diff.add_argument("--name", metavar="LABEL", help="file label (default: the UTC time)")
-    diff.add_argument("--unsafe", action="store_true", help="accept statements that lose data")
+    diff.add_argument(
+        "--name", metavar="LABEL", help="file label (default: derived from the change)"
+    )
+    diff.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="accept statements that lose data or would fail on rows; the file then allows "
+        "its hazards (a `-- nxdata: allow` line)",
+    )
+    diff.add_argument(
+        "--no-data-checks",
+        action="store_true",
+        help="do not count the rows that would make a new constraint or NOT NULL fail",
+    )
     diff.add_argument(
         "--dry-run",
         "--print",
@@ -248,6 +262,7 @@ def _cmd_diff(run: _Runner) -> int:
                 label=run.args.name,
                 unsafe=run.args.unsafe,
                 dry_run=run.args.dry_run,
+                data_checks=not run.args.no_data_checks,
             )
         except UnsafeMigrationError as exc:
             print(f"nxdata diff: refused: {exc}", file=run.err)
@@ -262,9 +277,13 @@ def _cmd_diff(run: _Runner) -> int:
             run.say(item.text)
         else:
             count = len(item.diff.statements)
-            run.say(f"wrote {where} ({count} statement{'s' if count != 1 else ''})")
-            for unsafe in item.diff.unsafe:
-                run.say(f"  warning: {unsafe.reason} (accepted with --unsafe)")
+            steps = len(item.diff.steps)
+            run.say(
+                f"wrote {where} ({count} statement{'s' if count != 1 else ''}"
+                + (f", {steps} steps)" if steps > 1 else ")")
+            )
+            for hazard in item.diff.hazards:
+                run.say(f"  hazard: {hazard}")
     run.say(f"done in {time.perf_counter() - started:.2f} s")
     return EXIT_OK
 

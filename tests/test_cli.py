@@ -194,11 +194,13 @@ def test_diff_refuses_unsafe_changes(fresh_database_url: str, tmp_path: Path) ->
 
     code, out, err = call("diff", "--all", "--models", second, *where)
     assert code == 1
-    assert "refused" in err and 'drops column T.b: alter table "mx_cli"."T" drop column "b";' in err
+    assert "refused" in err and "data-loss: drops column T.b (recipe: deploy code" in err
     assert len(list((tmp_path / "migrations/mx_cli").iterdir())) == 1
 
     code, out, _ = call("diff", "--all", "--unsafe", "--name", "drop b", "--models", second, *where)
-    assert code == 0 and "0002_drop_b.sql" in out and "warning: drops column T.b" in out
+    assert code == 0 and "0002_drop_b.sql" in out and "hazard: data-loss: drops column T.b" in out
+    text = (tmp_path / "migrations/mx_cli/0002_drop_b.sql").read_text()
+    assert "-- nxdata: allow data-loss, breaking" in text  # --unsafe: a reviewer's acceptance
     assert call("migrate", "--all", "--models", second, *where)[0] == 0
     assert call("check", "--all", "--models", second, *where)[0] == 0
     assert query(fresh_database_url, "SELECT count(*) FROM nxdata_migrations.journal") == [(2,)]

@@ -20,7 +20,7 @@ from nxdata.migrations.files import (
 )
 from nxdata.migrations.project import load_settings
 from nxdata.migrations.runner import order_pending
-from nxdata.migrations.safety import is_widening, normalize_type, unsafe_statements
+from nxdata.migrations.hazards import is_widening, normalize_type, unsafe_statements
 
 
 @pytest.mark.parametrize(
@@ -64,14 +64,14 @@ def test_unsafe_statements_are_found_with_the_parser() -> None:
     found = unsafe_statements(statements, {("s", "T", "n"): "integer", ("s", "T", "c"): "text"})
     assert [u.reason for u in found] == [
         "drops column T.a",
-        "drops table",
-        "changes the type of T.c (text to varchar(5))",
+        "drops table s.Old",
+        "changes the type of T.c (text to varchar(5)): values may not fit",
         "drops type",
-        "drops sequence",
+        "drops sequence s.seq",
     ]
     # A type change of a column we know nothing about is unsafe.
     [unknown] = unsafe_statements(["alter table s.x alter column y type bigint;"])
-    assert unknown.reason == "changes the type of x.y (to bigint)"
+    assert unknown.reason == "changes the type of x.y (to bigint): values may not fit"
 
 
 def test_foreign_keys_move_after_everything_else_and_extensions_go() -> None:

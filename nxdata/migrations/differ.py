@@ -35,7 +35,8 @@ from ..config import sqlalchemy_url
 from ..errors import MigrationError
 from ..table import Schema, _quote
 from ._extras import missing_extras
-from .safety import ColumnKey, UnsafeStatement, unsafe_statements
+from .hazards import Hazard, TargetState, UnsafeStatement, classify
+from .online import Step, plan_steps
 from .throwaway import connect
 
 try:  # the optional diff tools: a clear message, not a ModuleNotFoundError
@@ -45,17 +46,27 @@ try:  # the optional diff tools: a clear message, not a ModuleNotFoundError
 except ImportError as exc:
     raise missing_extras(exc) from None
 
-__all__ = ["SchemaDiff", "diff_databases", "schema_dependencies", "schema_order"]
+__all__ = [
+    "SchemaDiff",
+    "count_failing_rows",
+    "diff_databases",
+    "schema_dependencies",
+    "schema_order",
+    "target_state",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class SchemaDiff:
-    """The statements that bring one schema of the target to its declared state."""
+    """The statements that bring one schema of the target to its declared state, the steps they
+    run in (`online.plan_steps`), and their hazards on the target (`hazards.classify`)."""
 
     schema: str
     statements: tuple[str, ...]
     unsafe: tuple[UnsafeStatement, ...] = ()
     depends_on: tuple[str, ...] = field(default=())
+    steps: tuple[Step, ...] = ()
+    hazards: tuple[Hazard, ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -64,8 +75,18 @@ class SchemaDiff:
 
     @property
     def sql(self) -> str:
-        """The statements as one script (no header)."""
-        return "".join(s + "\n\n" for s in self.statements).rstrip("\n") + "\n" if self else ""
+        """The statements as one script (no header), with step lines when there are several
+        steps or one outside a transaction."""
+        if not self:
+            return ""
+        steps = self.steps or (Step(self.statements),)
+        if len(steps) == 1 and steps[0].transaction:
+            return _script(steps[0].statements)
+        parts = []
+        for number, step in enumerate(steps, start=1):
+            marker = f"-- nxdata: step {number}" + ("" if step.transaction else ", no transaction")
+            parts.append(marker + "\n" + _script(step.statements))
+        return "\n".join(parts)
 
     def __bool__(self) -> bool:
         return bool(self.statements)
@@ -118,6 +139,10 @@ def schema_order(schemas: Sequence[Schema]) -> list[Schema]:
         for name in ready:
             out.append(pending.pop(name))
     return out
+
+
+def _script(statements: Sequence[str]) -> str:
+    return "".join(s + "\n\n" for s in statements).rstrip("\n") + "\n"
 
 
 def _normalize(statement: str) -> str:
@@ -202,15 +227,22 @@ def _table_comments(conn: psycopg.Connection[Any], schema: str) -> dict[str, str
     return {r[0]: r[1] for r in rows}
 
 
-def _column_types(conn: psycopg.Connection[Any], schema: str) -> dict[ColumnKey, str]:
+def target_state(conn: psycopg.Connection[Any]) -> TargetState:
+    """The tables, column types, nullability and row estimates of a database (every schema but
+    the system ones), for `hazards.classify` and `online.plan_steps`."""
     rows = conn.execute(
-        "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-        "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND a.attnum > 0 AND NOT a.attisdropped "
-        "AND c.relkind IN ('r', 'p')",
-        [schema],
+        "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),"
+        " NOT a.attnotnull, c.reltuples FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+        " AND n.nspname NOT LIKE 'pg\\_%%'"
     ).fetchall()
-    return {(schema, r[0], r[1]): r[2] for r in rows}
+    tables = {(r[0], r[1]) for r in rows}
+    types = {(r[0], r[1], r[2]): r[3] for r in rows if r[2] is not None}
+    nullable = frozenset((r[0], r[1], r[2]) for r in rows if r[2] is not None and r[4])
+    estimates = {(r[0], r[1]): float(r[5]) for r in rows}
+    return TargetState(frozenset(tables), types, nullable, estimates)
 
 
 def _comment_statements(
@@ -224,6 +256,42 @@ def _comment_statements(
         elif table not in current and comment is not None:
             literal = "'" + comment.replace("'", "''") + "'"
             out.append(f"COMMENT ON TABLE {_quote(schema)}.{_quote(table)} IS {literal};")
+    return out
+
+
+def count_failing_rows(
+    url: str, hazards: Sequence[Hazard], *, timeout: float = 120
+) -> list[Hazard]:
+    """`hazards` with the rows each ``fails-on-data`` check counts on the target (read only, each
+    query bounded by `timeout` seconds); a check that cannot run (it names a column the same
+    migration adds) leaves ``rows`` None."""
+    out = []
+    with connect(url) as conn:
+        conn.execute("SET default_transaction_read_only = on")
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", [str(int(timeout * 1000))]
+        )
+        for hazard in hazards:
+            if hazard.kind != "fails-on-data" or hazard.check is None:
+                out.append(hazard)
+                continue
+            try:
+                row = conn.execute(hazard.check).fetchone()
+            except psycopg.Error:
+                out.append(hazard)
+                continue
+            out.append(hazard.counted(int(row[0]) if row is not None else None))
+    return out
+
+
+def _unsafe(hazards: Sequence[Hazard]) -> list[UnsafeStatement]:
+    """The data-loss hazards, one per statement."""
+    out: list[UnsafeStatement] = []
+    seen: set[str] = set()
+    for hazard in hazards:
+        if hazard.kind == "data-loss" and hazard.statement not in seen:
+            seen.add(hazard.statement)
+            out.append(UnsafeStatement(hazard.statement, hazard.reason))
     return out
 
 
@@ -246,6 +314,7 @@ def diff_databases(
         _sqlalchemy_connection(declared_url) as sa_declared,
     ):
         installed = _installed_extensions(target)
+        state = target_state(target)
         for schema in schema_order(schemas):
             migration = Migration(sa_target, sa_declared, schema=schema.name)
             migration.set_safety(False)  # we classify destructive statements ourselves
@@ -262,13 +331,21 @@ def diff_databases(
                     f"CREATE EXTENSION IF NOT EXISTS {_quote(e)} WITH SCHEMA public;"
                     for e in sorted(missing)
                 ] + statements
-            unsafe = unsafe_statements(statements, _column_types(target, schema.name))
+            steps = plan_steps(statements, state)
+            hazards = classify(
+                [s for step in steps for s in step.statements],
+                state,
+                steps=[step.statements for step in steps if step.transaction],
+            )
+            unsafe = _unsafe(hazards)
             out.append(
                 SchemaDiff(
                     schema.name,
                     tuple(statements),
                     tuple(unsafe),
                     tuple(sorted(schema_dependencies(schema))),
+                    tuple(steps),
+                    tuple(hazards),
                 )
             )
     return out

@@ -2,13 +2,15 @@
 
 It lives in nxdata's own schema, ``nxdata_migrations.journal``, which no diff ever touches::
 
-    kind        'sql' or 'process'
+    kind        'sql', 'step' or 'process'
     schema      the migration's schema (a process's schema prefix)
-    name        '0002_add_status' for a file, the process name for a process
+    name        '0002_add_status' for a file, '0002_add_status#2' for a finished step of a file
+                of several steps, the process name for a process
     checksum    sha256 of the file (of the function's source for a process)
     applied_at  timestamptz
     duration_ms double precision
     applied_by  the database role and the OS user@host that ran it
+    how         'applied', 'marked' (nxdata migrate --mark-applied) or 'baseline'
 """
 
 from __future__ import annotations
@@ -56,15 +58,24 @@ _CREATE = f"""
 CREATE SCHEMA IF NOT EXISTS "{JOURNAL_SCHEMA}";
 CREATE TABLE IF NOT EXISTS {JOURNAL} (
     "id" bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    "kind" text NOT NULL CHECK ("kind" IN ('sql', 'process')),
+    "kind" text NOT NULL CONSTRAINT "journal_kind_check"
+        CHECK ("kind" IN ('sql', 'step', 'process')),
     "schema" text NOT NULL,
     "name" text NOT NULL,
     "checksum" text NOT NULL,
     "applied_at" timestamptz NOT NULL DEFAULT now(),
     "duration_ms" double precision NOT NULL,
     "applied_by" text NOT NULL,
+    "how" text NOT NULL DEFAULT 'applied',
     UNIQUE ("kind", "schema", "name")
 )
+"""
+# A journal made by an earlier nxdata: steps and "how" came later.
+_UPGRADE = f"""
+ALTER TABLE {JOURNAL} ADD COLUMN IF NOT EXISTS "how" text NOT NULL DEFAULT 'applied';
+ALTER TABLE {JOURNAL} DROP CONSTRAINT IF EXISTS "journal_kind_check";
+ALTER TABLE {JOURNAL} ADD CONSTRAINT "journal_kind_check"
+    CHECK ("kind" IN ('sql', 'step', 'process'))
 """
 
 
@@ -79,11 +90,12 @@ class JournalEntry:
     applied_at: datetime
     duration_ms: float
     applied_by: str
+    how: str = "applied"
 
     @property
     def key(self) -> str:
         """``schema/name`` for a file, the name for a process."""
-        return f"{self.schema}/{self.name}" if self.kind == "sql" else self.name
+        return f"{self.schema}/{self.name}" if self.kind in ("sql", "step") else self.name
 
 
 def applied_by() -> str:
@@ -127,12 +139,30 @@ def ensure_journal(conn: psycopg.Connection[Any]) -> None:
     # Skipped when it exists: CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even
     # then, which a role that only applies migrations may lack.
     if _exists(conn):
+        if not _current(conn):
+            try:
+                with conn.transaction():
+                    conn.execute(_UPGRADE)
+            except pg_errors.InsufficientPrivilege as exc:
+                raise privilege_error(conn, exc, f"upgrade the journal {JOURNAL}") from None
         return
     try:
         with conn.transaction():
             conn.execute(_CREATE)
     except pg_errors.InsufficientPrivilege as exc:
         raise privilege_error(conn, exc, f"create the journal {JOURNAL}") from None
+
+
+def _current(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the journal has this version's shape (the "how" column)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = 'journal' AND a.attname = 'how'"
+        " AND NOT a.attisdropped)",
+        [JOURNAL_SCHEMA],
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def read_journal(conn: psycopg.Connection[Any]) -> list[JournalEntry]:
@@ -142,10 +172,11 @@ def read_journal(conn: psycopg.Connection[Any]) -> list[JournalEntry]:
     """
     if not _exists(conn):
         return []
+    how = '"how"' if _current(conn) else "'applied'"
     try:
         rows = conn.execute(
             f'SELECT "kind", "schema", "name", "checksum", "applied_at", "duration_ms", '
-            f'"applied_by" FROM {JOURNAL} ORDER BY "id"'
+            f'"applied_by", {how} FROM {JOURNAL} ORDER BY "id"'
         ).fetchall()
     except pg_errors.InsufficientPrivilege as exc:
         raise privilege_error(conn, exc, f"read the journal {JOURNAL}") from None
@@ -160,16 +191,17 @@ def record(
     name: str,
     checksum: str,
     duration_ms: float,
+    how: str = "applied",
 ) -> None:
     """Add a journal row (or refresh it, for an always-run process), in the caller's
     transaction."""
     conn.execute(
         f'INSERT INTO {JOURNAL} ("kind", "schema", "name", "checksum", "duration_ms", '
-        '"applied_by") VALUES (%s, %s, %s, %s, %s, current_user || %s) '
+        '"applied_by", "how") VALUES (%s, %s, %s, %s, %s, current_user || %s, %s) '
         'ON CONFLICT ("kind", "schema", "name") DO UPDATE SET "checksum" = EXCLUDED."checksum", '
         '"applied_at" = now(), "duration_ms" = EXCLUDED."duration_ms", '
-        '"applied_by" = EXCLUDED."applied_by"',
-        [kind, schema, name, checksum, duration_ms, f" ({applied_by()})"],
+        '"applied_by" = EXCLUDED."applied_by", "how" = EXCLUDED."how"',
+        [kind, schema, name, checksum, duration_ms, f" ({applied_by()})", how],
     )
 
 

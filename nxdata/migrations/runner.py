@@ -7,6 +7,7 @@ others wait, re-read the journal and find nothing left to do.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,16 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
-from psycopg import errors as pg_errors
 
 from ..errors import ConfigurationError, MigrationError, TamperedMigrationError
-from .files import MigrationFile, list_files
+from .apply import DEFAULT_LOCK_POLICY, BlockerWatch, LockPolicy, apply_file, statements_of
+from .files import MigrationFile, list_files, parse_allow, split_steps
 from .journal import (
     JournalEntry,
     acquire_lock,
     ensure_journal,
     identify_migrate_session,
-    privilege_error,
     read_journal,
     record,
     release_lock,
@@ -39,6 +39,8 @@ __all__ = [
     "MigrateResult",
     "SchemaStatus",
     "Step",
+    "check_hazards",
+    "mark_applied",
     "migrate",
     "order_pending",
     "pending_files",
@@ -49,6 +51,9 @@ __all__ = [
 
 Progress = Callable[[str], None]
 FileState = Literal["applied", "pending", "tampered"]
+
+_HAZARD_LINE = re.compile(r"^--\s*hazard:\s*([a-z-]+):", re.MULTILINE)
+_ALLOW_NEEDED = frozenset({"data-loss", "rewrite", "long-lock", "breaking"})  # hazards.ALLOW_NEEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,82 +242,6 @@ def pending_summary(pending: dict[str, list[MigrationFile]]) -> str:
     return ", ".join(parts)
 
 
-def _statements(text: str) -> list[tuple[int, str]] | None:
-    """Each statement of a file with its offset, or None to run the file whole: without pglast
-    (a deploy host without the migration extras) or when it cannot split the text (PostgreSQL
-    then reports the syntax error, with its position)."""
-    try:
-        from pglast.parser import ParseError, split
-    except ImportError:
-        return None
-    try:
-        return [(part.start, text[part]) for part in split(text, only_slices=True)]
-    except ParseError:
-        return None
-
-
-def _line(text: str, part: tuple[int, str] | None, exc: psycopg.Error) -> int | None:
-    """The file line of the error: PostgreSQL's position when it gives one (syntax errors,
-    unknown columns), else the first line of the failing statement `part` (None when the file
-    ran whole and PostgreSQL gave no position)."""
-    position = getattr(getattr(exc, "diag", None), "statement_position", None)
-    offset, statement = part if part is not None else (0, text)
-    line = text[:offset].count("\n") + 1
-    if position:
-        return line + statement[: int(position) - 1].count("\n")
-    return line if part is not None else None
-
-
-def _message(exc: psycopg.Error) -> str:
-    """PostgreSQL's message with its DETAIL (which row, which key) in parentheses, on one line."""
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None) or _first_line(exc)
-    detail = getattr(diag, "message_detail", None)
-    return f"{primary} ({' '.join(detail.split())})" if detail else primary
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _apply_file(conn: psycopg.Connection[Any], file: MigrationFile) -> float:
-    text = file.read()
-    # One statement at a time, in the file's transaction, so a failure names its line even
-    # when PostgreSQL gives no position (division by zero, a constraint violation).
-    parts = _statements(text)
-    current: tuple[int, str] | None = None
-    started = time.perf_counter()
-    try:
-        with conn.transaction():
-            if parts is None:
-                conn.execute(text)
-            else:
-                for current in parts:
-                    conn.execute(current[1])
-            seconds = time.perf_counter() - started
-            try:
-                record(
-                    conn,
-                    kind="sql",
-                    schema=file.schema,
-                    name=file.name,
-                    checksum=file.checksum,
-                    duration_ms=seconds * 1000,
-                )
-            except pg_errors.InsufficientPrivilege as exc:
-                # Not the file's fault: say which privilege is missing on the journal.
-                doing = f"record {file.key} in the journal (it was rolled back)"
-                raise privilege_error(conn, exc, doing) from None
-    except psycopg.Error as exc:
-        line = _line(text, current, exc)
-        where = f" (line {line})" if line is not None else ""
-        raise MigrationError(
-            f"{file.key} failed and was rolled back{where}: {_message(exc)}"
-        ) from exc
-    return seconds
-
-
 def _run_process(db: Database, proc: Process) -> float:
     started = time.perf_counter()
     try:
@@ -343,12 +272,19 @@ def migrate(
     dry_run: bool = False,
     progress: Progress | None = None,
     cancel_stale: bool = False,
+    lock: LockPolicy = DEFAULT_LOCK_POLICY,
+    allow: Sequence[str] = (),
+    data_checks: bool = True,
 ) -> MigrateResult:
     """Apply the pending migration files of `schemas` (all folders when None) and then the due
     `processes`; with `dry_run`, only list them.
 
     Raises `TamperedMigrationError` before applying anything if an applied file changed, and
-    `MigrationError` when a file fails (that file is rolled back, earlier ones stay applied).
+    `MigrationError` when an applied file is missing, when a file has hazards that are not
+    allowed (`allow`, or its ``-- nxdata: allow`` line) or, with `data_checks`, existing rows
+    that would make it fail, and when a file fails (that step is rolled back; earlier files,
+    and earlier steps of that file, stay applied, and the next migrate resumes after them).
+    Every transactional step runs under ``lock_timeout`` (`lock`), retried with a backoff.
     While another migrate holds the lock it waits, naming the holder; `cancel_stale` ends a
     holder whose migrate process (on this host) is gone.
     """
@@ -361,6 +297,7 @@ def migrate(
         procs = sorted(processes, key=lambda p: p.name)
     result = MigrateResult(dry_run=dry_run)
     url = _url(target)
+    allowed = frozenset(k.strip().lower() for k in allow if k.strip())
     with connect(url) as conn:
         if dry_run:
             journal = read_journal(conn)
@@ -373,18 +310,28 @@ def migrate(
         applied = {e.key: e for e in journal if e.kind == "sql"}
         done_processes = {e.name for e in journal if e.kind == "process"}
         _verify(files, applied)
+        _refuse_missing(root, names, files, applied)
         todo = order_pending(files, set(applied), root)
         due = [p for p in procs if p.always_run or p.name not in done_processes]
         if dry_run:
             result.steps += [Step("sql", f.key) for f in todo]
             result.steps += [Step("process", p.name) for p in due]
             return result
+        steps_done: dict[str, set[int]] = {}
+        for entry in journal:
+            if entry.kind == "step":
+                name, _, number = entry.name.rpartition("#")
+                steps_done.setdefault(f"{entry.schema}/{name}", set()).add(int(number))
         try:
-            for file in todo:
-                say(f"applying {file.key} ...")
-                seconds = _apply_file(conn, file)
-                say(f"applied  {file.key} in {seconds * 1000:.0f} ms")
-                result.steps.append(Step("sql", file.key, seconds))
+            with BlockerWatch(url, conn.info.backend_pid) as watch:
+                for file in todo:
+                    check_hazards(conn, url, file, allowed, data_checks=data_checks)
+                    done = frozenset(steps_done.get(file.key, ()))
+                    resumed = f" (resuming after step {max(done)})" if done else ""
+                    say(f"applying {file.key} ...{resumed}")
+                    seconds = apply_file(conn, file, done=done, policy=lock, watch=watch, say=say)
+                    say(f"applied  {file.key} in {seconds * 1000:.0f} ms")
+                    result.steps.append(Step("sql", file.key, seconds))
             if due:
                 result.steps += _run_processes(target, url, due, say)
         finally:
@@ -394,6 +341,125 @@ def migrate(
             ):
                 release_lock(conn)
     return result
+
+
+def check_hazards(
+    conn: psycopg.Connection[Any],
+    url: str,
+    file: MigrationFile,
+    allowed: frozenset[str] = frozenset(),
+    *,
+    data_checks: bool = True,
+) -> None:
+    """Refuse `file` when it has hazards (on the database as it is now) that neither `allowed`
+    nor the file's ``-- nxdata: allow`` line accepts, or, with `data_checks`, rows that would
+    make a ``fails-on-data`` statement fail; `MigrationError` naming each statement, hazard
+    and recipe."""
+    text = file.read()
+    accepted = allowed | parse_allow(text)
+    if "all" in accepted:
+        return
+    try:
+        from .differ import count_failing_rows, target_state
+        from .hazards import ALLOW_NEEDED, classify
+    except (ImportError, ConfigurationError):
+        # A deploy host without the migration extras cannot parse SQL: the hazards the file's
+        # header lists (written by nxdata diff) are enforced.
+        declared = set(_HAZARD_LINE.findall(text))
+        refused_kinds = sorted(k for k in declared if k in _ALLOW_NEEDED and k not in accepted)
+        if refused_kinds:
+            kinds = ",".join(refused_kinds)
+            raise MigrationError(
+                f"{file.key} lists hazards that are not allowed ({kinds}): allow them with "
+                f"`nxdata migrate --allow {kinds}` or a line `-- nxdata: allow {kinds}` in the file"
+            ) from None
+        return
+    steps = [[s for _, s in statements_of(step.sql)] for step in split_steps(text)]
+    tx_steps = [
+        statements
+        for step, statements in zip(split_steps(text), steps, strict=True)
+        if step.transaction
+    ]
+    try:
+        hazards = classify(
+            [s for statements in steps for s in statements], target_state(conn), steps=tx_steps
+        )
+    except MigrationError:
+        return  # SQL that does not parse: PostgreSQL says where, when the file runs
+    refused = [h for h in hazards if h.kind in ALLOW_NEEDED and h.kind not in accepted]
+    if data_checks and "fails-on-data" not in accepted:
+        failing = [h for h in hazards if h.kind == "fails-on-data" and h.check]
+        refused += [h for h in count_failing_rows(url, failing) if h.rows]
+    if refused:
+        kinds = ",".join(sorted({h.kind for h in refused}))
+        lines = "\n".join(
+            f"  {h} — in: {' '.join(h.statement.split())[:160]}\n    recipe: {h.recipe}"
+            for h in refused
+        )
+        raise MigrationError(
+            f"{file.key} has hazards that are not allowed:\n{lines}\n"
+            f"allow them with `nxdata migrate --allow {kinds}` or a line "
+            f"`-- nxdata: allow {kinds}` in the file (a reviewer's decision)"
+        )
+
+
+def _refuse_missing(
+    root: Path,
+    schemas: Sequence[str],
+    files: Sequence[MigrationFile],
+    applied: dict[str, JournalEntry],
+) -> None:
+    """An applied file that is gone from the folder: the folder no longer describes the
+    database (a lost file, a rebase). Refused, naming it."""
+    keys = {f.key for f in files}
+    missing = [e for e in applied.values() if e.schema in schemas and e.key not in keys]
+    if missing:
+        names = ", ".join(f"{e.key} (applied {e.applied_at:%Y-%m-%d %H:%M})" for e in missing)
+        raise MigrationError(
+            f"applied migration files are missing from {root}: {names}; restore them (from "
+            "version control) before migrating: the folder must describe the database"
+        )
+
+
+def mark_applied(target: Database | str, root: Path, keys: Sequence[str]) -> list[str]:
+    """Record files as applied without running them (the journal says ``marked``): for a change
+    made by hand that a file describes. `MigrationError` for an unknown or applied file."""
+    from .journal import record
+
+    url = _url(target)
+    with connect(url) as conn:
+        identify_migrate_session(conn)
+        acquire_lock(conn)
+        try:
+            ensure_journal(conn)
+            applied = {e.key for e in read_journal(conn) if e.kind == "sql"}
+            out = []
+            for key in keys:
+                key = key.removesuffix(".sql")
+                schema, _, name = key.replace("\\", "/").rpartition("/")
+                schema = schema.rsplit("/", 1)[-1]
+                found = [f for f in list_files(root, schema) if f.name == name]
+                if not found:
+                    raise MigrationError(
+                        f"no migration file {schema}/{name}.sql under {root} to mark as applied"
+                    )
+                file = found[0]
+                if file.key in applied:
+                    raise MigrationError(f"{file.key} is already applied")
+                with conn.transaction():
+                    record(
+                        conn,
+                        kind="sql",
+                        schema=file.schema,
+                        name=file.name,
+                        checksum=file.checksum,
+                        duration_ms=0.0,
+                        how="marked",
+                    )
+                out.append(file.key)
+            return out
+        finally:
+            release_lock(conn)
 
 
 def _run_processes(
