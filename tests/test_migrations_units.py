@@ -18,9 +18,9 @@ from nxdata.migrations.files import (
     parse_requires,
     slugify,
 )
+from nxdata.migrations.hazards import is_widening, normalize_type, unsafe_statements
 from nxdata.migrations.project import load_settings
 from nxdata.migrations.runner import order_pending
-from nxdata.migrations.hazards import is_widening, normalize_type, unsafe_statements
 
 
 @pytest.mark.parametrize(
