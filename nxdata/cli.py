@@ -177,6 +177,41 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="end the backend holding the migration lock when its migrate process is gone",
     )
+    migrate.add_argument(
+        "--lock-timeout",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="lock_timeout of every statement (default 3): the longest the application may "
+        "queue behind a DDL lock",
+    )
+    migrate.add_argument(
+        "--lock-retries",
+        type=int,
+        default=5,
+        metavar="N",
+        help="times a step is tried again after a lock timeout, with a backoff (default 5)",
+    )
+    migrate.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="KINDS",
+        help="hazards to accept: data-loss, rewrite, long-lock, breaking, fails-on-data, all "
+        "(comma separated; a file's `-- nxdata: allow` line does the same for that file)",
+    )
+    migrate.add_argument(
+        "--no-data-checks",
+        action="store_true",
+        help="do not count the rows that would make a statement fail before applying it",
+    )
+    migrate.add_argument(
+        "--mark-applied",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="record FILE (schema/NNNN_label) as applied without running it, then stop",
+    )
     _common(migrate)
 
     check = commands.add_parser(
@@ -263,6 +298,7 @@ def _cmd_diff(run: _Runner) -> int:
                 unsafe=run.args.unsafe,
                 dry_run=run.args.dry_run,
                 data_checks=not run.args.no_data_checks,
+                ignore_schemas=run.settings.ignore_schemas,
             )
         except UnsafeMigrationError as exc:
             print(f"nxdata diff: refused: {exc}", file=run.err)
@@ -289,11 +325,22 @@ def _cmd_diff(run: _Runner) -> int:
 
 
 def _cmd_migrate(run: _Runner) -> int:
-    from .migrations.runner import migrate
+    from .migrations.apply import LockPolicy
+    from .migrations.files import check_kinds
+    from .migrations.runner import mark_applied, migrate
 
     started = time.perf_counter()
     root = run.settings.migrations_dir
+    if run.args.mark_applied:
+        with run.url() as url:
+            marked = mark_applied(url, root, run.args.mark_applied)
+        for key in marked:
+            run.say(f"marked {key} as applied (not run)")
+        return EXIT_OK
     processes = () if run.args.no_processes else run.models().processes
+    allow = check_kinds(kind for item in run.args.allow for kind in item.split(","))
+    if run.args.lock_timeout <= 0 or run.args.lock_retries < 0:
+        raise ConfigurationError("--lock-timeout must be positive and --lock-retries >= 0")
     with run.url() as url:
         result = migrate(
             url,
@@ -303,6 +350,9 @@ def _cmd_migrate(run: _Runner) -> int:
             dry_run=run.args.dry_run,
             progress=run.say,
             cancel_stale=run.args.cancel_stale,
+            lock=LockPolicy(timeout=run.args.lock_timeout, retries=run.args.lock_retries),
+            allow=allow,
+            data_checks=not run.args.no_data_checks,
         )
     if result.dry_run:
         if not result.steps:
@@ -328,7 +378,7 @@ def _cmd_check(run: _Runner) -> int:
     models = run.models()
     scope = run.scope()
     with run.url() as url:
-        drift = check_drift(url, models, scope)
+        drift = check_drift(url, models, scope, ignore_schemas=run.settings.ignore_schemas)
         selected = [s.name for s in models.select(scope)]
         pending = pending_files(url, run.settings.migrations_dir, selected)
         where = redact(url)
@@ -344,6 +394,16 @@ def _cmd_check(run: _Runner) -> int:
     if not drift:
         run.say(f"ok: {where} matches the declarations{note}")
         return EXIT_OK
+    declared = {s.name for s in models.select(None)}
+    extra = [d.schema for d in drift if d.schema not in declared]
+    if extra:
+        print(
+            f"nxdata check: {', '.join(extra)} exist{'s' if len(extra) == 1 else ''} in the "
+            "database but no declaration names "
+            f"{'it' if len(extra) == 1 else 'them'}: declare, drop (nxdata diff --all --unsafe) "
+            "or list in [tool.nxdata] ignore_schemas",
+            file=run.err,
+        )
     names = ", ".join(d.schema for d in drift)
     print(f"nxdata check: drift in {names}{note}; the statements that would fix it:", file=run.err)
     for diff in drift:
@@ -362,10 +422,17 @@ def _cmd_status(run: _Runner) -> int:
     from .migrations.throwaway import connect
 
     root = run.settings.migrations_dir
+    procs = _try_processes(run)
+    declared = _try_declared(run)
     with run.url() as url:
         schemas = status(url, root, run.args.schemas)
         with connect(url) as conn:
             done = {e.name: e for e in read_journal(conn) if e.kind == "process"}
+        undeclared: list[tuple[str, int]] = []
+        if declared is not None and not run.args.schemas:
+            from .migrations.inspect import undeclared_schemas
+
+            undeclared = undeclared_schemas(url, declared, run.settings.ignore_schemas)
     if not schemas:
         where = "is empty" if root.is_dir() else "does not exist"
         run.say(f"no migrations yet: {_relative(root)} {where} (`nxdata diff` writes them)")
@@ -383,7 +450,12 @@ def _cmd_status(run: _Runner) -> int:
             run.say(f"  {state:<8} {file.name}{detail}")
         for entry in item.missing:
             run.say(f"  {'missing':<8} {entry.name}  (applied, but the file is gone)")
-    procs = _try_processes(run)
+    for name, tables in undeclared:
+        run.say(
+            f"{name}: in the database but not declared ({_plural(tables, 'table', 'tables')}; "
+            "declare it, drop it with nxdata diff --all --unsafe, or ignore it in [tool.nxdata] "
+            "ignore_schemas)"
+        )
     pending_procs = 0
     if done or procs:
         run.say("processes:")
@@ -417,6 +489,15 @@ def _cmd_status(run: _Runner) -> int:
         )
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _try_declared(run: _Runner) -> list[str] | None:
+    """The declared schema names, or None when the models cannot be imported (status works
+    from SQL files alone) or the diff extras are missing."""
+    try:
+        return [s.name for s in run.models().select(None)]
+    except ConfigurationError:
+        return None
 
 
 def _try_processes(run: _Runner) -> Sequence[Process]:

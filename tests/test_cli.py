@@ -543,7 +543,7 @@ def test_unknown_tool_nxdata_key_is_an_error(tmp_path: Path) -> None:
         code,
         err,
         "unknown key 'modles' in [tool.nxdata] (did you mean 'models'?)",
-        "the keys are: migrations, models",
+        "the keys are: ignore_schemas, migrations, models",
     )
 
 

@@ -137,7 +137,8 @@ def test_numbering_continues_after_existing_files(fresh_database_url: str, workd
             models_source(table_args=', indexes=[nx.Index("name")]'),
             # the table exists: built without blocking writes, outside a transaction
             "-- nxdata: step 1, no transaction\n"
-            'CREATE INDEX CONCURRENTLY IF NOT EXISTS "IDX_Item_name" ON mx."Item" USING btree (name);',
+            'CREATE INDEX CONCURRENTLY IF NOT EXISTS "IDX_Item_name" ON mx."Item" '
+            "USING btree (name);",
         ),
         (
             "partial gin index",

@@ -35,7 +35,8 @@ from ..config import sqlalchemy_url
 from ..errors import MigrationError
 from ..table import Schema, _quote
 from ._extras import missing_extras
-from .hazards import Hazard, TargetState, UnsafeStatement, classify
+from .hazards import Hazard, UnsafeStatement, classify
+from .inspect import target_state
 from .online import Step, plan_steps
 from .throwaway import connect
 
@@ -52,7 +53,6 @@ __all__ = [
     "diff_databases",
     "schema_dependencies",
     "schema_order",
-    "target_state",
 ]
 
 
@@ -225,24 +225,6 @@ def _table_comments(conn: psycopg.Connection[Any], schema: str) -> dict[str, str
         [schema],
     ).fetchall()
     return {r[0]: r[1] for r in rows}
-
-
-def target_state(conn: psycopg.Connection[Any]) -> TargetState:
-    """The tables, column types, nullability and row estimates of a database (every schema but
-    the system ones), for `hazards.classify` and `online.plan_steps`."""
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),"
-        " NOT a.attnotnull, c.reltuples FROM pg_class c"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
-        " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
-        " AND n.nspname NOT LIKE 'pg\\_%%'"
-    ).fetchall()
-    tables = {(r[0], r[1]) for r in rows}
-    types = {(r[0], r[1], r[2]): r[3] for r in rows if r[2] is not None}
-    nullable = frozenset((r[0], r[1], r[2]) for r in rows if r[2] is not None and r[4])
-    estimates = {(r[0], r[1]): float(r[5]) for r in rows}
-    return TargetState(frozenset(tables), types, nullable, estimates)
 
 
 def _comment_statements(

@@ -28,14 +28,18 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigurationError, MigrationError
 
 __all__ = [
+    "ALLOW_NEEDED",
+    "HAZARD_KINDS",
     "FileStep",
     "MigrationFile",
+    "check_kinds",
     "checksum",
     "list_files",
     "next_file",
@@ -51,6 +55,29 @@ _EXPECTED = (
     "expected NNNN_label.sql, e.g. 0007_add_index.sql "
     "(four digits, an underscore, then lowercase letters, digits and underscores)"
 )
+HAZARD_KINDS = ("data-loss", "rewrite", "long-lock", "fails-on-data", "breaking")
+"""The kinds of hazard a migration statement can have (see `nxdata.migrations.hazards`)."""
+ALLOW_NEEDED = frozenset({"data-loss", "rewrite", "long-lock", "breaking"})
+"""Hazards `nxdata migrate` refuses unless allowed (``--allow`` or a ``-- nxdata: allow`` line).
+``fails-on-data`` is checked against the rows instead: refused only when some would fail."""
+
+
+def check_kinds(kinds: Iterable[str]) -> list[str]:
+    """Hazard kinds as given to ``--allow`` (or ``all``), checked; `ConfigurationError` naming an
+    unknown one."""
+    out = []
+    for kind in kinds:
+        kind = kind.strip().lower()
+        if not kind:
+            continue
+        if kind != "all" and kind not in HAZARD_KINDS:
+            raise ConfigurationError(
+                f"unknown hazard {kind!r} (one of {', '.join(HAZARD_KINDS)}, or all)"
+            )
+        out.append(kind)
+    return out
+
+
 _REQUIRES = re.compile(r"^--\s*requires:\s*(.+?)\s*$", re.MULTILINE)
 _ALLOW = re.compile(r"^--\s*nxdata:\s*allow\s+(.+?)\s*$", re.MULTILINE)
 _STEP = re.compile(r"^--\s*nxdata:\s*step\b(.*)$", re.MULTILINE)

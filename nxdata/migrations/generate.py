@@ -13,9 +13,10 @@ from ..errors import MigrationError, UnsafeMigrationError
 from .differ import SchemaDiff, count_failing_rows, diff_databases
 from .discovery import Models
 from .files import MigrationFile, list_files, next_file, slugify
-from .hazards import HAZARD_KINDS, Hazard, parse
+from .hazards import HAZARD_KINDS, Hazard, UnsafeStatement, classify, parse
+from .inspect import target_state, undeclared_schemas
 from .runner import pending_files, pending_summary
-from .throwaway import THROWAWAY_PREFIX, throwaway_database
+from .throwaway import THROWAWAY_PREFIX, connect, throwaway_database
 
 __all__ = [
     "GeneratedFile",
@@ -146,6 +147,7 @@ def generate_migrations(
     unsafe: bool = False,
     dry_run: bool = False,
     data_checks: bool = True,
+    ignore_schemas: Sequence[str] = (),
     throwaway_prefix: str = THROWAWAY_PREFIX,
 ) -> list[GeneratedFile]:
     """Diff the database against the declarations and write one file per changed schema.
@@ -156,7 +158,10 @@ def generate_migrations(
     and `unsafe` is false; with `unsafe` the file gets a ``-- nxdata: allow`` line for its
     hazards. `MigrationError` when the database has pending files for these schemas. With
     `dry_run` the files (unsafe or not) are returned but not written. An unchanged database
-    gives []. The file label defaults to one derived from the change (`change_label`).
+    gives []. The file label defaults to one derived from the change (`change_label`). With every
+    schema (`schemas` None), a schema of the database that no declaration names (and no
+    `ignore_schemas` pattern matches) gets a file that drops it: data loss, so only with
+    `unsafe`.
 
     >>> generate_migrations(url, load_models("schema"), Path("migrations"), label="add status")
     """
@@ -167,6 +172,8 @@ def generate_migrations(
     if pending:
         raise MigrationError(f"{pending_summary(pending)}: run `nxdata migrate` first")
     diffs = [d for d in diff_models(url, models, schemas, throwaway_prefix=throwaway_prefix) if d]
+    if schemas is None:
+        diffs += drop_undeclared(url, models, ignore_schemas)
     if data_checks:
         diffs = [
             dataclasses.replace(d, hazards=tuple(count_failing_rows(url, d.hazards))) for d in diffs
@@ -198,6 +205,28 @@ def generate_migrations(
     return out
 
 
+def drop_undeclared(url: str, models: Models, ignore: Sequence[str] = ()) -> list[SchemaDiff]:
+    """A diff that drops each schema of the database no declaration names (see
+    `undeclared_schemas`)."""
+    declared = [s.name for s in models.select(None)]
+    undeclared = undeclared_schemas(url, declared, ignore)
+    if not undeclared:
+        return []
+    with connect(url) as conn:
+        state = target_state(conn)
+    out = []
+    for name, _ in undeclared:
+        statement = f'DROP SCHEMA "{name}" CASCADE;'
+        hazards = tuple(classify([statement], state))
+        unsafe = tuple(
+            UnsafeStatement(h.statement, h.reason + " (a schema no declaration names)")
+            for h in hazards
+            if h.kind == "data-loss"
+        )
+        out.append(SchemaDiff(name, (statement,), unsafe, hazards=hazards))
+    return out
+
+
 def _refused(diff: SchemaDiff) -> list[Hazard]:
     """The hazards that stop `generate_migrations` without ``unsafe``."""
     return [
@@ -210,7 +239,12 @@ def check_drift(
     models: Models,
     schemas: Sequence[str] | None = None,
     *,
+    ignore_schemas: Sequence[str] = (),
     throwaway_prefix: str = THROWAWAY_PREFIX,
 ) -> list[SchemaDiff]:
-    """The schemas whose database state differs from the declarations (empty: no drift)."""
-    return [d for d in diff_models(url, models, schemas, throwaway_prefix=throwaway_prefix) if d]
+    """The schemas whose database state differs from the declarations (empty: no drift); with
+    every schema (`schemas` None), also those of the database that no declaration names."""
+    drift = [d for d in diff_models(url, models, schemas, throwaway_prefix=throwaway_prefix) if d]
+    if schemas is None:
+        drift += drop_undeclared(url, models, ignore_schemas)
+    return drift

@@ -22,12 +22,14 @@ Only existing tables matter: a table created in the same migration is empty and 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..errors import MigrationError
 from ..table import _quote
 from ._extras import missing_extras
+from .files import ALLOW_NEEDED, HAZARD_KINDS
+from .inspect import ColumnKey, TableKey, TargetState
 
 try:  # the optional diff tools: a clear message, not a ModuleNotFoundError
     from pglast import parse_sql
@@ -52,22 +54,7 @@ __all__ = [
     "unsafe_statements",
 ]
 
-ColumnKey = tuple[str, str, str]
-"""(schema, table, column)."""
-TableKey = tuple[str, str]
-"""(schema, table)."""
-
 HazardKind = Literal["data-loss", "rewrite", "long-lock", "fails-on-data", "breaking"]
-HAZARD_KINDS: tuple[HazardKind, ...] = (
-    "data-loss",
-    "rewrite",
-    "long-lock",
-    "fails-on-data",
-    "breaking",
-)
-ALLOW_NEEDED: frozenset[str] = frozenset({"data-loss", "rewrite", "long-lock", "breaking"})
-"""Hazards `nxdata migrate` refuses unless allowed (``--allow`` or a ``-- nxdata: allow`` line).
-``fails-on-data`` is checked against the rows instead: refused only when some would fail."""
 
 RECIPES: dict[str, str] = {
     "drop-column": (
@@ -143,21 +130,6 @@ class UnsafeStatement:
 
     def __str__(self) -> str:
         return f"{self.reason}: {' '.join(self.statement.split())}"
-
-
-@dataclass(frozen=True, slots=True)
-class TargetState:
-    """What the classification needs to know of the database a migration will run on.
-
-    ``tables``: tables that exist (with rows or not); ``column_types``: ``format_type`` text of
-    each of their columns; ``nullable``: columns that allow NULL; ``rows``: an estimate per
-    table (``reltuples``; -1 unknown).
-    """
-
-    tables: frozenset[TableKey] = frozenset()
-    column_types: Mapping[ColumnKey, str] = field(default_factory=dict)
-    nullable: frozenset[ColumnKey] = frozenset()
-    rows: Mapping[TableKey, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

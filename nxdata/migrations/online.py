@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..table import _quote
-from .hazards import TableKey, TargetState, parse
+from .hazards import parse
+from .inspect import TableKey, TargetState
 
 try:
     from pglast.enums.parsenodes import AlterTableType, ConstrType

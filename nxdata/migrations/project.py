@@ -3,6 +3,7 @@
     [tool.nxdata]
     models = "schema"          # the package whose modules declare the schemas and processes
     migrations = "migrations"  # the folder of SQL files, one subfolder per schema
+    ignore_schemas = ["audit", "tmp_*"]   # schemas made outside nxdata: never reported or dropped
 
 Command-line options (``--models``, ``--migrations-dir``) override these values.
 """
@@ -22,7 +23,7 @@ DEFAULT_MODELS = "schema"
 """The models package used when pyproject.toml names none."""
 DEFAULT_MIGRATIONS = "migrations"
 """The migrations folder used when pyproject.toml names none."""
-_KEYS = ("migrations", "models")
+_KEYS = ("ignore_schemas", "migrations", "models")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class ProjectSettings:
     root: Path
     models: str = DEFAULT_MODELS
     migrations: Path = Path(DEFAULT_MIGRATIONS)
+    ignore_schemas: tuple[str, ...] = ()
 
     @property
     def migrations_dir(self) -> Path:
@@ -96,4 +98,9 @@ def load_settings(
     migrations_path = Path(migrations_value)
     if migrations is not None and not migrations_path.is_absolute():
         migrations_path = Path.cwd() / migrations_path
-    return ProjectSettings(root=root, models=models_value, migrations=migrations_path)
+    ignore = table.get("ignore_schemas", [])
+    if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+        raise ConfigurationError("[tool.nxdata] ignore_schemas must be a list of names or patterns")
+    return ProjectSettings(
+        root=root, models=models_value, migrations=migrations_path, ignore_schemas=tuple(ignore)
+    )

@@ -18,7 +18,7 @@ import psycopg
 
 from ..errors import ConfigurationError, MigrationError, TamperedMigrationError
 from .apply import DEFAULT_LOCK_POLICY, BlockerWatch, LockPolicy, apply_file, statements_of
-from .files import MigrationFile, list_files, parse_allow, split_steps
+from .files import ALLOW_NEEDED, MigrationFile, list_files, parse_allow, split_steps
 from .journal import (
     JournalEntry,
     acquire_lock,
@@ -53,7 +53,6 @@ Progress = Callable[[str], None]
 FileState = Literal["applied", "pending", "tampered"]
 
 _HAZARD_LINE = re.compile(r"^--\s*hazard:\s*([a-z-]+):", re.MULTILINE)
-_ALLOW_NEEDED = frozenset({"data-loss", "rewrite", "long-lock", "breaking"})  # hazards.ALLOW_NEEDED
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,13 +359,14 @@ def check_hazards(
     if "all" in accepted:
         return
     try:
-        from .differ import count_failing_rows, target_state
-        from .hazards import ALLOW_NEEDED, classify
+        from .differ import count_failing_rows
+        from .hazards import classify
+        from .inspect import target_state
     except (ImportError, ConfigurationError):
         # A deploy host without the migration extras cannot parse SQL: the hazards the file's
         # header lists (written by nxdata diff) are enforced.
         declared = set(_HAZARD_LINE.findall(text))
-        refused_kinds = sorted(k for k in declared if k in _ALLOW_NEEDED and k not in accepted)
+        refused_kinds = sorted(k for k in declared if k in ALLOW_NEEDED and k not in accepted)
         if refused_kinds:
             kinds = ",".join(refused_kinds)
             raise MigrationError(
