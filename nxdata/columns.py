@@ -78,6 +78,8 @@ class Column:
     - ``hidden``: never returned unless code names it (``fields``), and unknown to client
       filters and bodies (a password hash, an internal flag).
     - ``read_only``: managed by the server: client bodies cannot set it, trusted code can.
+    - ``renamed_from``: the column's previous name: ``nxdata diff`` writes ``RENAME COLUMN``
+      (keeping the data) instead of a drop and an add, while the database still has that name.
     - ``comment``: the column's SQL comment.
     """
 
@@ -94,6 +96,7 @@ class Column:
     soft_delete: bool = False
     hidden: bool = False
     read_only: bool = False
+    renamed_from: str | None = None
     comment: str | None = None
     _set: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 

@@ -324,9 +324,12 @@ class Schema:
         uniques: Iterable[Unique] = (),
         checks: Iterable[Check] = (),
         comment: str | None = None,
+        renamed_from: str | None = None,
     ) -> Callable[[type[T]], type[T]]:
         """Class decorator: declare the Struct as a table of this schema (name defaults to the
-        class name, which should be PascalCase)."""
+        class name, which should be PascalCase). ``renamed_from``: the table's previous name, so
+        that ``nxdata diff`` writes ``ALTER TABLE ... RENAME`` (keeping the data) instead of a
+        drop and a create, while the database still has that name."""
 
         def register(cls: type[T]) -> type[T]:
             table = Table(
@@ -338,6 +341,7 @@ class Schema:
                 uniques=tuple(uniques),
                 checks=tuple(checks),
                 comment=comment,
+                renamed_from=renamed_from,
             )
             if table.name in self.tables and self.tables[table.name].row_type is not cls:
                 raise DeclarationError("declared twice", table=table.qualified_name)
@@ -391,6 +395,7 @@ class Table(Generic[T]):
         uniques: tuple[Unique, ...] = (),
         checks: tuple[Check, ...] = (),
         comment: str | None = None,
+        renamed_from: str | None = None,
     ) -> None:
         if not (isinstance(row_type, type) and issubclass(row_type, msgspec.Struct)):
             raise DeclarationError("a table's row type must be a msgspec.Struct", table=name)
@@ -398,6 +403,7 @@ class Table(Generic[T]):
         self.name = name
         self.row_type = row_type
         self.comment = comment
+        self.renamed_from = renamed_from
         self.qualified_name = f"{schema.name}.{name}"
         self.sql_name = f"{_quote(schema.name)}.{_quote(name)}"
         self.columns: tuple[ColumnDef, ...] = self._resolve_columns()

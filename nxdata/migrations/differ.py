@@ -38,6 +38,7 @@ from ._extras import missing_extras
 from .hazards import Hazard, UnsafeStatement, classify
 from .inspect import target_state
 from .online import Step, plan_steps
+from .renames import Renames, fold_renames
 from .throwaway import connect
 
 try:  # the optional diff tools: a clear message, not a ModuleNotFoundError
@@ -278,12 +279,18 @@ def _unsafe(hazards: Sequence[Hazard]) -> list[UnsafeStatement]:
 
 
 def diff_databases(
-    target_url: str, declared_url: str, schemas: Sequence[Schema]
+    target_url: str,
+    declared_url: str,
+    schemas: Sequence[Schema],
+    *,
+    renames: Renames | None = None,
 ) -> list[SchemaDiff]:
     """One `SchemaDiff` per schema (in `schema_order`), from the target to the declared database.
 
-    `declared_url` is a database built from the declarations (see `throwaway_database`).
+    `declared_url` is a database built from the declarations (see `throwaway_database`), with
+    the old names of `renames` given back; their ``RENAME`` statements end each schema's diff.
     """
+    renames = renames or Renames()
     try:
         from migra import Migration  # type: ignore[import-untyped]
     except ImportError as exc:
@@ -302,11 +309,13 @@ def diff_databases(
             migration.set_safety(False)  # we classify destructive statements ourselves
             migration.add_all_changes()
             statements = _fix_statements([_normalize(s) for s in migration.statements])
+            statements = fold_renames(statements, target)
             statements += _comment_statements(
                 schema.name,
                 _table_comments(target, schema.name),
                 _table_comments(declared, schema.name),
             )
+            statements += renames.statements(schema.name)
             missing = [e for e in schema.extensions if e not in installed]
             if missing:
                 statements = [

@@ -15,6 +15,7 @@ from .discovery import Models
 from .files import MigrationFile, list_files, next_file, slugify
 from .hazards import HAZARD_KINDS, Hazard, UnsafeStatement, classify, parse
 from .inspect import target_state, undeclared_schemas
+from .renames import declared_renames, rename_hints
 from .runner import pending_files, pending_summary
 from .throwaway import THROWAWAY_PREFIX, connect, throwaway_database
 
@@ -50,9 +51,12 @@ def diff_models(
     diffed resolve.
     """
     selected = models.select(list(schemas) if schemas is not None else None)
-    statements = create_statements(models.select(None))
+    with connect(url) as conn:
+        renames = declared_renames(models.select(None), target_state(conn))
+    # The throwaway gets the old names of declared renames back: see `renames`.
+    statements = create_statements(models.select(None)) + renames.undo()
     with throwaway_database(url, statements, prefix=throwaway_prefix) as declared_url:
-        return diff_databases(url, declared_url, selected)
+        return diff_databases(url, declared_url, selected, renames=renames)
 
 
 def render(diff: SchemaDiff, requires: Sequence[str] = (), *, allow: Sequence[str] = ()) -> str:
@@ -100,7 +104,11 @@ def _describe(statement: str) -> list[str]:
     if kind == "DropStmt":
         return ["drop"]
     if kind == "RenameStmt":
-        return [f"rename_{stmt.subname or stmt.relation.relname}"]
+        if stmt.renameType.name == "OBJECT_COLUMN":
+            return [f"rename_{stmt.subname}"]
+        if stmt.renameType.name == "OBJECT_TABLE":
+            return [f"rename_{stmt.relation.relname}"]
+        return []
     if kind == "AlterTableStmt":
         out = []
         for cmd in stmt.cmds or ():
@@ -182,6 +190,9 @@ def generate_migrations(
     failing = [h for d in diffs for h in d.hazards if h.kind == "fails-on-data" and h.rows]
     if (dangerous or failing) and not unsafe and not dry_run:
         lines = [f"  {d.schema}: {h} (recipe: {h.recipe})" for d in diffs for h in _refused(d)]
+        with connect(url) as conn:
+            state = target_state(conn)
+        lines += [f"  hint: {hint}" for d in diffs for hint in rename_hints(d.statements, state)]
         what = "would lose data" if dangerous else "would fail on existing rows"
         raise UnsafeMigrationError(
             f"the migration {what}; fix it, or rerun with --unsafe to accept (the file then "
