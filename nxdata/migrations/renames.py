@@ -250,7 +250,8 @@ def _table(relation: Any) -> TableKey:
 
 
 _INDEX_NAME = re.compile(
-    r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+(CONCURRENTLY\s+)?(IF NOT EXISTS\s+)?(\"(?:[^\"]|\"\")+\"|\S+)\s+ON\s+",
+    r"^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+(CONCURRENTLY\s+)?(IF NOT EXISTS\s+)?"
+    r"(\"(?:[^\"]|\"\")+\"|\S+)\s+ON\s+",
     re.I,
 )
 
