@@ -82,6 +82,8 @@ class AsyncDatabase:
         # Connections on which code of the caller's ran (raw SQL, a borrowed connection): they
         # may hold session state (SET, LISTEN, temp tables...) and are reset before reuse.
         self._dirty: WeakSet[psycopg.AsyncConnection[Any]] = WeakSet()
+        # Connections holding prepared statements that a migration made stale (StalePlan).
+        self._stale_plans: WeakSet[psycopg.AsyncConnection[Any]] = WeakSet()
         self._settings: ContextVar[Settings] = ContextVar(f"nxdata_settings_{id(self)}", default=())
         # The innermost open transaction block of this task/thread on this database: calls
         # without transaction= join it, and a block inside it makes a savepoint.
@@ -346,6 +348,9 @@ class AsyncDatabase:
                 await conn.rollback()
             if not conn.autocommit:
                 await conn.set_autocommit(True)
+            if conn in self._stale_plans:
+                self._stale_plans.discard(conn)
+                await conn.execute("DEALLOCATE ALL")  # psycopg forgets its prepared statements
             if conn in self._dirty:
                 self._dirty.discard(conn)
                 await conn.execute(_RESET_SESSION, prepare=False)

@@ -25,7 +25,8 @@ NxdataError
     │   └── CheckViolation
     └── TransientError          safe to retry the whole transaction
         ├── SerializationFailure
-        └── DeadlockDetected
+        ├── DeadlockDetected
+        └── StalePlan           a prepared plan outlived a migration of its table
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ __all__ = [
     "PoolTimeout",
     "QueryCanceled",
     "SerializationFailure",
+    "StalePlan",
     "TamperedMigrationError",
     "TransactionError",
     "TransientError",
@@ -276,6 +278,13 @@ class DeadlockDetected(TransientError):
     """PostgreSQL broke a deadlock by aborting this transaction (SQLSTATE 40P01)."""
 
 
+class StalePlan(TransientError):
+    """A statement prepared before a migration changed its table can no longer run ("cached
+    plan must not change result type", SQLSTATE 0A000). Outside a transaction nxdata drops the
+    connection's prepared statements and runs the statement again; inside one the transaction
+    is lost, and running it again works (`run_in_transaction` does)."""
+
+
 _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
     "23505": UniqueViolation,
     "23503": ForeignKeyViolation,
@@ -332,6 +341,11 @@ def _error_class(exc: BaseException, sqlstate: str | None) -> type[DatabaseError
     return DatabaseError
 
 
+def is_stale_plan(exc: BaseException) -> bool:
+    """Whether a psycopg error is PostgreSQL's "cached plan must not change result type"."""
+    return getattr(exc, "sqlstate", None) == "0A000" and "cached plan" in str(exc)
+
+
 def map_database_error(exc: BaseException) -> DatabaseError:
     """Translate a psycopg error into the matching nxdata error, keeping it as `original`.
 
@@ -346,7 +360,7 @@ def map_database_error(exc: BaseException) -> DatabaseError:
     constraint = getattr(diag, "constraint_name", None) if diag else None
     if table and schema:
         table = f"{schema}.{table}"
-    cls = _error_class(exc, sqlstate)
+    cls = StalePlan if is_stale_plan(exc) else _error_class(exc, sqlstate)
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     details = []
     if constraint:

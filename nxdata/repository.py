@@ -32,6 +32,7 @@ from .errors import (
     DatabaseError,
     DeclarationError,
     FilterError,
+    StalePlan,
     TransactionError,
     ValidationError,
     map_database_error,
@@ -380,6 +381,7 @@ class Repository(Generic[T]):
         params = statement.params(values)  # checked before a connection is taken
         settings = self._settings()
         retry = transaction is None and not write
+        stale = self.db.options.max_size  # each pooled connection may hold the stale plan
         while True:
             conn = (
                 transaction._connection()
@@ -406,6 +408,14 @@ class Repository(Generic[T]):
                 return cursor.rowcount
             except psycopg.Error as exc:
                 error = self._error(exc, statement)
+                if isinstance(error, StalePlan):
+                    # A migration changed the table under a prepared statement: drop the
+                    # connection's prepared statements (when it goes back) and, outside a
+                    # transaction, run the statement again; inside one the transaction is lost.
+                    self.db._stale_plans.add(conn)
+                    if transaction is None and stale > 0:
+                        stale -= 1
+                        continue
                 if transaction is None and isinstance(error, ConnectionFailed):
                     if retry:
                         retry = False
