@@ -214,6 +214,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(migrate)
 
+    baseline = commands.add_parser(
+        "baseline",
+        help="adopt a database built without nxdata: record its current schema as migration 1",
+        description=(
+            "For each declared schema without migrations, write a first migration that builds "
+            "the schema as the database has it now, and record it as applied (not run). The "
+            "next `nxdata diff` then holds only the difference to the declarations."
+        ),
+    )
+    _scope(baseline, required=True)
+    baseline.add_argument("--name", metavar="LABEL", default="baseline", help="file label")
+    _common(baseline)
+
+    lint = commands.add_parser(
+        "lint",
+        help="check the migration files (for CI): hazards, numbering, and with a database, "
+        "tampering and whether pending files apply",
+        description=(
+            "Report hazards nobody allowed, numbering gaps, duplicate or misnamed files and "
+            "broken `requires`; given a database (--url / --embedded / the environment), also "
+            "files changed after they were applied and pending files that do not apply on a "
+            "throwaway copy of its current schema. Exit 1 when anything is found."
+        ),
+    )
+    lint.add_argument(
+        "--schema", dest="schemas", action="append", metavar="NAME", help="only this schema"
+    )
+    lint.add_argument(
+        "--offline", action="store_true", help="check the files alone, without a database"
+    )
+    _common(lint)
+
     check = commands.add_parser(
         "check",
         help="exit non-zero (printing the diff) when the database differs from the declarations",
@@ -368,6 +400,46 @@ def _cmd_migrate(run: _Runner) -> int:
             f"applied {files} file{'s' if files != 1 else ''} and ran {procs} "
             f"process{'es' if procs != 1 else ''} in {time.perf_counter() - started:.2f} s"
         )
+    return EXIT_OK
+
+
+def _cmd_baseline(run: _Runner) -> int:
+    from .migrations.generate import baseline
+
+    models = run.models()
+    root = run.settings.migrations_dir
+    with run.url() as url:
+        generated = baseline(url, models, root, schemas=run.scope(), label=run.args.name)
+    if not generated:
+        run.say("nothing to adopt: the declared schemas do not exist in the database")
+    for item in generated:
+        count = len(item.diff.statements)
+        run.say(
+            f"wrote {_relative(item.file.path)} ({count} statement{'s' if count != 1 else ''}) "
+            "and recorded it as applied (baseline)"
+        )
+    return EXIT_OK
+
+
+def _cmd_lint(run: _Runner) -> int:
+    from .config import database_url
+    from .migrations.lint import lint
+
+    root = run.settings.migrations_dir
+    offline = run.args.offline or (
+        not run.args.url and not run.args.embedded and database_url() is None
+    )
+    if offline:
+        report = lint(root, schemas=run.args.schemas)
+    else:
+        with run.url() as url:
+            report = lint(root, schemas=run.args.schemas, url=url)
+    for problem in report.problems:
+        print(f"nxdata lint: {problem}", file=run.err)
+    if report.problems:
+        return EXIT_DRIFT
+    where = "" if offline else " (checked against the database)"
+    run.say(f"ok: {report.files} migration file{'s' if report.files != 1 else ''}{where}")
     return EXIT_OK
 
 
@@ -529,6 +601,8 @@ _COMMANDS: dict[str, Callable[[_Runner], int]] = {
     "migrate": _cmd_migrate,
     "check": _cmd_check,
     "status": _cmd_status,
+    "baseline": _cmd_baseline,
+    "lint": _cmd_lint,
 }
 
 

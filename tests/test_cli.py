@@ -301,10 +301,10 @@ _SLOW_DIFF = """
 import sys, psycopg
 import nxdata.migrations.generate as generate
 real = generate.diff_databases
-def slow(target_url, declared_url, schemas):
+def slow(target_url, declared_url, schemas, **kwargs):
     with psycopg.connect(declared_url) as conn:
         conn.execute("SELECT pg_sleep(60)")
-    return real(target_url, declared_url, schemas)
+    return real(target_url, declared_url, schemas, **kwargs)
 generate.diff_databases = slow
 from nxdata.cli import main
 sys.exit(main(sys.argv[1:]))

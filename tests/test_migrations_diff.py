@@ -353,7 +353,9 @@ def test_throwaway_database_is_dropped_on_ctrl_c(
 
     seen: list[str] = []
 
-    def interrupted(target: str, declared: str, schemas: object) -> Callable[[], None]:
+    def interrupted(
+        target: str, declared: str, schemas: object, **kwargs: object
+    ) -> Callable[[], None]:
         seen.append(declared)
         raise KeyboardInterrupt
 
