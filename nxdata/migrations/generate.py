@@ -87,8 +87,12 @@ def change_label(diffs: Sequence[SchemaDiff]) -> str:
             for word in _describe(statement):
                 if word not in words:
                     words.append(word)
-    label = "_".join(words[:4]) or "change"
-    return slugify(label)[:48].strip("_") or "change"
+    label = ""
+    for word in (slugify(w) for w in words):
+        if label and len(label) + 1 + len(word) > 48:
+            break
+        label = f"{label}_{word}" if label else word[:48]
+    return label or "change"
 
 
 def _describe(statement: str) -> list[str]:

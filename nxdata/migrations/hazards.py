@@ -354,9 +354,7 @@ def _hazards(
         reason = _DATA_OBJECTS.get(stmt.removeType)
         if reason is None:
             return []
-        names = ", ".join(
-            ".".join(p.sval for p in obj) for obj in stmt.objects or () if isinstance(obj, tuple)
-        )
+        names = ", ".join(_object_name(obj) for obj in stmt.objects or ())
         out = [Hazard("data-loss", statement, f"{reason} {names}".strip(), RECIPES["drop"])]
         if stmt.removeType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_VIEW):
             out.append(
@@ -404,6 +402,16 @@ def _hazards(
     for cmd in stmt.cmds or ():
         out += _alter_hazards(cmd, key, statement, state, exists, valid_checks)
     return out
+
+
+def _object_name(obj: Any) -> str:
+    """``schema.name`` of a dropped object (a list of names, a name, or a type)."""
+    if isinstance(obj, tuple):
+        return ".".join(str(getattr(p, "sval", "")) for p in obj)
+    if hasattr(obj, "sval"):
+        return str(obj.sval)
+    names = getattr(obj, "names", None)
+    return ".".join(str(getattr(p, "sval", "")) for p in names) if names else ""
 
 
 def _rename_hazards(stmt: Any, statement: str) -> list[Hazard]:
@@ -642,8 +650,9 @@ def _duplicates_check(index: Any, key: TableKey) -> str | None:
         return None
     not_null = " AND ".join(f"{p} IS NOT NULL" for p in parts)
     where = f"({deparse(index.whereClause)}) AND {not_null}" if index.whereClause else not_null
+    # The rows that share a key with another one (each group's count, summed).
     return (
-        f"SELECT count(*) FROM (SELECT 1 FROM {_name(key)} WHERE {where} "
+        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {_name(key)} WHERE {where} "
         f"GROUP BY {', '.join(parts)} HAVING count(*) > 1) AS duplicates"
     )
 
