@@ -492,7 +492,8 @@ def test_stale_plans_are_retried_outside_a_transaction(project: Project) -> None
 
     query(
         project.url,
-        'CREATE SCHEMA lv_plan; CREATE TABLE lv_plan."Item" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, qty int NOT NULL)',
+        'CREATE SCHEMA lv_plan; CREATE TABLE lv_plan."Item" '
+        "(id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, qty int NOT NULL)",
     )
     query(project.url, 'INSERT INTO lv_plan."Item" (qty) VALUES (1)')
     with nx.Database(project.url, max_size=1, prepare_threshold=1) as db:
