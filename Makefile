@@ -13,7 +13,7 @@ NXDATA := $(BIN)/nxdata
 DB := $(if $(or $(NXDATA_DATABASE_URL),$(DATABASE_URL)),,--embedded)
 
 .PHONY: install test test-embedded lint format demo bench bench-quick typecheck \
-	db-generate db-generate-all db-migrate db-migrate-all db-check db-status clean
+	db-generate db-generate-all db-migrate db-migrate-all db-check db-status db-lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,16 +62,19 @@ db-generate-all: $(STAMP)
 
 db-migrate: $(STAMP)
 	@test -n "$(schema)" || (echo "usage: make db-migrate schema=<name>" >&2; exit 2)
-	$(NXDATA) migrate $(DB) --schema $(schema)
+	$(NXDATA) migrate $(DB) --schema $(schema) $(if $(allow),--allow $(allow))
 
 db-migrate-all: $(STAMP)
-	$(NXDATA) migrate $(DB) --all
+	$(NXDATA) migrate $(DB) --all $(if $(allow),--allow $(allow))
 
 db-check: $(STAMP)
 	$(NXDATA) check $(DB) --all
 
 db-status: $(STAMP)
 	$(NXDATA) status $(DB)
+
+db-lint: $(STAMP)
+	$(NXDATA) lint $(DB)
 
 clean:
 	rm -rf $(VENV) .nxdata .pytest_cache .ruff_cache .hypothesis

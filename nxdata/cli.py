@@ -617,6 +617,12 @@ def main(
         with _sigterm_as_interrupt():
             run = _Runner(args, out, err)
             return _COMMANDS[args.command](run)
+    except UnsafeMigrationError as exc:
+        if os.environ.get("NXDATA_DEBUG"):
+            raise
+        # A refusal lists each statement, hazard and recipe on lines of their own (a review).
+        print(f"nxdata {args.command}: refused: {exc}", file=err)
+        return EXIT_ERROR
     except NxdataError as exc:
         if os.environ.get("NXDATA_DEBUG"):
             raise

@@ -206,6 +206,31 @@ def test_diff_refuses_unsafe_changes(fresh_database_url: str, tmp_path: Path) ->
     assert query(fresh_database_url, "SELECT count(*) FROM nxdata_migrations.journal") == [(2,)]
 
 
+def test_migrate_lists_the_hazards_it_refuses(fresh_database_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "migrations/mhz"
+    folder.mkdir(parents=True)
+    (folder / "0001_init.sql").write_text("CREATE SCHEMA mhz;\nCREATE TABLE mhz.t (a int);\n")
+    (folder / "0002_widen.sql").write_text("ALTER TABLE mhz.t ALTER COLUMN a TYPE bigint;\n")
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    code, _, err = call("migrate", "--all", "--no-processes", *where)
+    assert code == 1
+    lines = err.splitlines()  # a review: the hazard, the statement and the recipe, each on a line
+    assert lines[0] == "nxdata migrate: refused: mhz/0002_widen has hazards that are not allowed:"
+    assert lines[1].startswith("  rewrite: changes the type of t.a (integer to bigint)")
+    assert lines[2] == "    in: ALTER TABLE mhz.t ALTER COLUMN a TYPE bigint"
+    assert lines[3].startswith("    recipe: add a new column")
+    assert "`nxdata migrate --allow rewrite`" in lines[4]
+    assert query(fresh_database_url, "SELECT name FROM nxdata_migrations.journal") == [
+        ("0001_init",)
+    ]
+    assert call("migrate", "--all", "--no-processes", "--allow", "rewrite", *where)[0] == 0
+    assert query(
+        fresh_database_url,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+        " WHERE attrelid = 'mhz.t'::regclass AND attname = 'a'",
+    ) == [("bigint",)]
+
+
 def test_tampered_file_via_cli(fresh_database_url: str, tmp_path: Path) -> None:
     folder = tmp_path / "migrations/mcli"
     folder.mkdir(parents=True)

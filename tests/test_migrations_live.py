@@ -365,8 +365,9 @@ def test_a_declared_rename_keeps_the_data(project: Project) -> None:
 
 def test_a_drop_and_add_of_the_same_type_suggests_a_rename(project: Project) -> None:
     after = source().replace("    name: str\n", "    title: str = ''\n")
-    with pytest.raises(UnsafeMigrationError, match=r'Column\(renamed_from="name"\)'):
+    with pytest.raises(UnsafeMigrationError, match=r'Column\(renamed_from="name"\)') as info:
         project.diff(after)
+    assert str(info.value).startswith("the migration would lose data; declare the rename")
 
 
 def test_undeclared_schemas_are_reported_and_dropped_only_when_unsafe(project: Project) -> None:
@@ -478,6 +479,33 @@ def test_lint_a_good_and_a_bad_folder(project: Project) -> None:
     assert any(
         "changed after it was applied" in p for p in lint(project.root, url=project.url).problems
     )
+
+
+def test_lint_judges_each_pending_file_after_the_ones_before_it(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """CI lints against an empty database: a table an earlier file creates exists by the time a
+    later file indexes it in production, so the plain CREATE INDEX there is a long lock; a type
+    change is judged with the real old type; a failing file is reported and the rest still
+    judged."""
+    root = tmp_path / "migrations"
+    write(root, "ln/0001_init", "CREATE SCHEMA ln;\nCREATE TABLE ln.t (a int, b text);\n")
+    write(root, "ln/0002_index", "CREATE INDEX t_a ON ln.t (a);\n")
+    write(root, "ln/0003_widen", "ALTER TABLE ln.t ALTER COLUMN b TYPE text;\n")  # no-op
+    write(root, "ln/0004_typo", "ALTER TABLE ln.nope ADD COLUMN c int;\n")
+    write(root, "ln/0005_drop", "ALTER TABLE ln.t DROP COLUMN b;\n")
+    problems = lint(root, url=fresh_database_url).problems
+    assert len(problems) == 4, problems
+    assert "0002_index.sql: long-lock: builds index t_a on t" in problems[0]
+    assert "0004_typo.sql: does not apply on a copy of the current schema" in problems[1]
+    assert 'relation "ln.nope" does not exist' in problems[1]
+    assert "0005_drop.sql: data-loss: drops column t.b" in problems[2]
+    assert "0005_drop.sql: breaking" in problems[3]
+    offline = lint(root).problems  # without a database the old type of b is unknown
+    assert any("0003_widen.sql: data-loss" in p for p in offline), offline
+    assert query(fresh_database_url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'ln'") == [
+        (0,)
+    ]  # judged on copies, never on the database itself
 
 
 # -- prepared statements after a migration ---------------------------------------------------------

@@ -66,7 +66,7 @@ def test_unsafe_statements_are_found_with_the_parser() -> None:
         "drops column T.a",
         "drops table s.Old",
         "changes the type of T.c (text to varchar(5)): values may not fit",
-        "drops type",
+        "drops type s.mood",
         "drops sequence s.seq",
     ]
     # A type change of a column we know nothing about is unsafe.

@@ -8,9 +8,9 @@ and run seed processes.
 
     bootstrap_migrations(db, models="schema")   # at service start-up
 
-The command line (``nxdata diff | migrate | check | status``) is in `nxdata.cli`. The heavy parts
-(migra, SQLAlchemy, pglast) load only when a diff is made, so models packages can import
-`process` cheaply.
+The command line (``nxdata diff | migrate | check | status | baseline | lint``) is in
+`nxdata.cli`. The heavy parts (migra, SQLAlchemy, pglast) load only when a diff is made, so
+models packages can import `process` cheaply.
 """
 
 from __future__ import annotations
@@ -21,16 +21,29 @@ from typing import TYPE_CHECKING, Any
 from .processes import Process, ProcessContext, bootstrap_migrations, process
 
 if TYPE_CHECKING:
+    from .apply import LockPolicy
     from .differ import SchemaDiff
     from .discovery import Models, load_models
     from .files import MigrationFile
-    from .generate import GeneratedFile, check_drift, diff_models, generate_migrations
+    from .generate import (
+        GeneratedFile,
+        baseline,
+        check_drift,
+        diff_models,
+        generate_migrations,
+    )
+    from .hazards import Hazard, classify
+    from .inspect import undeclared_schemas
+    from .lint import LintReport, lint
     from .project import ProjectSettings, load_settings
-    from .runner import MigrateResult, SchemaStatus, migrate, status
+    from .runner import MigrateResult, SchemaStatus, mark_applied, migrate, status
     from .throwaway import throwaway_database
 
 __all__ = [
     "GeneratedFile",
+    "Hazard",
+    "LintReport",
+    "LockPolicy",
     "MigrateResult",
     "MigrationFile",
     "Models",
@@ -39,19 +52,32 @@ __all__ = [
     "ProjectSettings",
     "SchemaDiff",
     "SchemaStatus",
+    "baseline",
     "bootstrap_migrations",
     "check_drift",
+    "classify",
     "diff_models",
     "generate_migrations",
+    "lint",
     "load_models",
     "load_settings",
+    "mark_applied",
     "migrate",
     "process",
     "status",
     "throwaway_database",
+    "undeclared_schemas",
 ]
 
 _LAZY = {
+    "LockPolicy": "apply",
+    "Hazard": "hazards",
+    "classify": "hazards",
+    "undeclared_schemas": "inspect",
+    "LintReport": "lint",
+    "lint": "lint",
+    "baseline": "generate",
+    "mark_applied": "runner",
     "SchemaDiff": "differ",
     "Models": "discovery",
     "load_models": "discovery",

@@ -266,7 +266,10 @@ class _StepFailed(Exception):
         )
         message = f"{self.file.key}{step} failed and was rolled back{where}: {_message(self.error)}"
         if isinstance(self.error, _RETRYABLE):
-            message += f" — lock_timeout {policy.timeout:g} s, {attempts + 1} attempts"
+            tries = attempts + 1
+            message += (
+                f" — lock_timeout {policy.timeout:g} s, {tries} attempt{'s' if tries != 1 else ''}"
+            )
             if blockers:
                 message += "; blocked by " + "; ".join(str(b) for b in blockers)
             message += (

@@ -20,8 +20,8 @@ database (`hazards`); ``nxdata: allow`` lists the hazards a reviewer accepted (`
 --unsafe`` writes it), without which ``nxdata migrate`` refuses them. Steps run in order, each in
 a transaction of its own unless marked ``no transaction`` (``CONCURRENTLY`` work); a file without
 step lines is one transactional step, and a hand-written file whose header says
-``-- nxdata: no-transaction`` is one step outside a transaction. The journal records finished
-steps, so a migrate that stops half-way resumes where it stopped.
+``-- nxdata: no-transaction`` (or ``no transaction``) is one step outside a transaction. The
+journal records finished steps, so a migrate that stops half-way resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def check_kinds(kinds: Iterable[str]) -> list[str]:
 _REQUIRES = re.compile(r"^--\s*requires:\s*(.+?)\s*$", re.MULTILINE)
 _ALLOW = re.compile(r"^--\s*nxdata:\s*allow\s+(.+?)\s*$", re.MULTILINE)
 _STEP = re.compile(r"^--\s*nxdata:\s*step\b(.*)$", re.MULTILINE)
-_NO_TRANSACTION = re.compile(r"^--\s*nxdata:\s*no-transaction\s*$", re.MULTILINE)
+_NO_TRANSACTION = re.compile(r"^--\s*nxdata:\s*no[- ]transaction\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -197,11 +197,18 @@ def generate_migrations(
         lines = [f"  {d.schema}: {h} (recipe: {h.recipe})" for d in diffs for h in _refused(d)]
         with connect(url) as conn:
             state = target_state(conn)
-        lines += [f"  hint: {hint}" for d in diffs for hint in rename_hints(d.statements, state)]
+        hints = [hint for d in diffs for hint in rename_hints(d.statements, state)]
+        lines += [f"  hint: {hint}" for hint in hints]
         what = "would lose data" if dangerous else "would fail on existing rows"
+        # A rename seen as drop + add: --unsafe would drop the data, so it is not the advice.
+        advice = (
+            "declare the rename (see the hint), or, if the data may go, rerun with --unsafe"
+            if hints
+            else "fix it, or rerun with --unsafe to accept (the file then says so, and "
+            "`nxdata migrate` applies it)"
+        )
         raise UnsafeMigrationError(
-            f"the migration {what}; fix it, or rerun with --unsafe to accept (the file then "
-            "says so, and `nxdata migrate` applies it):\n" + "\n".join(lines),
+            f"the migration {what}; {advice}:\n" + "\n".join(lines),
             statements=[u.statement for u in dangerous] + [h.statement for h in failing],
         )
     slug = slugify(label) if label else change_label(diffs)

@@ -41,9 +41,10 @@ def lint(
     throwaway_prefix: str | None = None,
 ) -> LintReport:
     """Lint the migration files of `schemas` (every folder when None). Without `url`, every
-    file is checked as if its tables existed (a ``CREATE INDEX`` on a table the file does not
-    create is a long lock); with it, the pending files are checked against the database and
-    applied, in order, on a throwaway copy of its current schema."""
+    file is judged as if its tables existed, with their column types unknown (a ``CREATE
+    INDEX`` on a table the file does not create is a long lock; any type change may lose
+    data); with it, the applied files are checked against their journal checksums and the
+    pending ones are judged and applied, in order, on a throwaway copy of its current schema."""
     report = LintReport()
     if not root.is_dir():
         report.problems.append(f"{root}: no migrations folder")
@@ -85,17 +86,11 @@ def lint(
     except MigrationError as exc:
         report.problems.append(str(exc))
         ordered = pending
-    state = TargetState()
-    if url is not None:
-        from .inspect import target_state
-        from .throwaway import connect
-
-        with connect(url) as conn:
-            state = target_state(conn)
-    for file in ordered:
-        report.problems += _hazards(file, state, everything_exists=url is None)
-    if url is not None and ordered and not report.problems:
-        report.problems += _apply_on_copy(url, ordered, names, throwaway_prefix)
+    if url is None:
+        for file in ordered:
+            report.problems += _hazards(file, TargetState(), everything_exists=True)
+    elif ordered:
+        report.problems += _on_copy(url, ordered, names, throwaway_prefix)
     return report
 
 
@@ -123,11 +118,15 @@ def _hazards(file: MigrationFile, state: TargetState, *, everything_exists: bool
     ]
 
 
-def _apply_on_copy(
+def _on_copy(
     url: str, files: Sequence[MigrationFile], schemas: Sequence[str], prefix: str | None
 ) -> list[str]:
-    """Apply `files` in order on a throwaway database holding the current schema of `url`."""
+    """Judge and apply `files` in order on a throwaway database holding the current schema of
+    `url`: each file's hazards are those of the tables as the files before it left them (a
+    ``CREATE INDEX`` on a table an earlier pending file creates is a long lock in production
+    too); the first file that fails to apply is reported, and the rest judged without it."""
     from .differ import diff_databases
+    from .inspect import target_state
     from .throwaway import THROWAWAY_PREFIX, connect, throwaway_database
 
     # Stand-ins for the schemas (a real Schema would take over its name's "schema.Table"
@@ -135,32 +134,40 @@ def _apply_on_copy(
     current: list[Any] = [_Named(name) for name in schemas]
     with throwaway_database(url, [], prefix=prefix or THROWAWAY_PREFIX) as empty_url:
         copy = [s for d in diff_databases(empty_url, url, current) for s in d.statements]
+    problems: list[str] = []
     with (
         throwaway_database(url, copy, prefix=prefix or THROWAWAY_PREFIX) as copy_url,
         connect(copy_url) as conn,
     ):
-        return _apply_all(conn, files)
+        applying = True
+        for file in files:
+            problems += _hazards(file, target_state(conn), everything_exists=False)
+            if applying:
+                failure = _apply(conn, file)
+                if failure is not None:
+                    problems.append(failure)
+                    applying = False
+    return problems
 
 
-def _apply_all(conn: psycopg.Connection[Any], files: Sequence[MigrationFile]) -> list[str]:
-    """Run `files` step by step on `conn`; the first failure, as a problem line."""
-    for file in files:
-        for step in split_steps(file.read()):
-            try:
-                if step.transaction:
-                    with conn.transaction():
-                        for _, statement in statements_of(step.sql):
-                            conn.execute(statement)
-                else:
+def _apply(conn: psycopg.Connection[Any], file: MigrationFile) -> str | None:
+    """Run `file` step by step on `conn`; its failure, as a problem line."""
+    for step in split_steps(file.read()):
+        try:
+            if step.transaction:
+                with conn.transaction():
                     for _, statement in statements_of(step.sql):
                         conn.execute(statement)
-            except psycopg.Error as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                return [
-                    f"{file.path}: does not apply on a copy of the current schema "
-                    f"(step {step.number}): {first}"
-                ]
-    return []
+            else:
+                for _, statement in statements_of(step.sql):
+                    conn.execute(statement)
+        except psycopg.Error as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            return (
+                f"{file.path}: does not apply on a copy of the current schema "
+                f"(step {step.number}): {first}"
+            )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
-from ..errors import ConfigurationError, MigrationError, TamperedMigrationError
+from ..errors import (
+    ConfigurationError,
+    MigrationError,
+    TamperedMigrationError,
+    UnsafeMigrationError,
+)
 from .apply import DEFAULT_LOCK_POLICY, BlockerWatch, LockPolicy, apply_file, statements_of
 from .files import ALLOW_NEEDED, MigrationFile, list_files, parse_allow, split_steps
 from .journal import (
@@ -278,11 +283,12 @@ def migrate(
     """Apply the pending migration files of `schemas` (all folders when None) and then the due
     `processes`; with `dry_run`, only list them.
 
-    Raises `TamperedMigrationError` before applying anything if an applied file changed, and
-    `MigrationError` when an applied file is missing, when a file has hazards that are not
-    allowed (`allow`, or its ``-- nxdata: allow`` line) or, with `data_checks`, existing rows
-    that would make it fail, and when a file fails (that step is rolled back; earlier files,
-    and earlier steps of that file, stay applied, and the next migrate resumes after them).
+    Raises `TamperedMigrationError` before applying anything if an applied file changed;
+    `UnsafeMigrationError` when a file has hazards that are not allowed (`allow`, or its
+    ``-- nxdata: allow`` line) or, with `data_checks`, existing rows that would make it fail;
+    `MigrationError` when an applied file is missing, and when a file fails (that step is rolled
+    back; earlier files, and earlier steps of that file, stay applied, and the next migrate
+    resumes after them).
     Every transactional step runs under ``lock_timeout`` (`lock`), retried with a backoff.
     While another migrate holds the lock it waits, naming the holder; `cancel_stale` ends a
     holder whose migrate process (on this host) is gone.
@@ -352,8 +358,8 @@ def check_hazards(
 ) -> None:
     """Refuse `file` when it has hazards (on the database as it is now) that neither `allowed`
     nor the file's ``-- nxdata: allow`` line accepts, or, with `data_checks`, rows that would
-    make a ``fails-on-data`` statement fail; `MigrationError` naming each statement, hazard
-    and recipe."""
+    make a ``fails-on-data`` statement fail; `UnsafeMigrationError` naming each statement,
+    hazard and recipe."""
     text = file.read()
     accepted = allowed | parse_allow(text)
     if "all" in accepted:
@@ -393,10 +399,10 @@ def check_hazards(
     if refused:
         kinds = ",".join(sorted({h.kind for h in refused}))
         lines = "\n".join(
-            f"  {h} — in: {' '.join(h.statement.split())[:160]}\n    recipe: {h.recipe}"
+            f"  {h}\n    in: {' '.join(h.statement.split())[:160]}\n    recipe: {h.recipe}"
             for h in refused
         )
-        raise MigrationError(
+        raise UnsafeMigrationError(
             f"{file.key} has hazards that are not allowed:\n{lines}\n"
             f"allow them with `nxdata migrate --allow {kinds}` or a line "
             f"`-- nxdata: allow {kinds}` in the file (a reviewer's decision)"
