@@ -34,6 +34,7 @@ from .embedded import EmbeddedPostgres
 from .errors import NxdataError, ValidationError
 from .filters import Filter
 from .locks import Lock
+from .objects import Grant, Policy, Role, Trigger
 from .policy import OPERATORS, TRUSTED, FilterPolicy
 from .repository import Repository, SoftDeletableRepository
 from .repository_async import AsyncRepository, AsyncSoftDeletableRepository
@@ -63,19 +64,23 @@ __all__ = [
     "Filter",
     "FilterPolicy",
     "ForeignKey",
+    "Grant",
     "IdColumns",
     "Index",
     "IntIdColumns",
     "Lock",
     "Money",
     "NxdataError",
+    "Policy",
     "Real",
     "Repository",
+    "Role",
     "Schema",
     "SmallInt",
     "SoftDeletableRepository",
     "Table",
     "Transaction",
+    "Trigger",
     "Unique",
     "ValidationError",
     "ValueColumns",

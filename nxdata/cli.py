@@ -112,6 +112,35 @@ def _scope(parser: argparse.ArgumentParser, *, required: bool) -> None:
     group.add_argument("--all", action="store_true", help="every schema")
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _retries(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count (0 or more)")
+    return value
+
+
+def _hazard_kinds(text: str) -> list[str]:
+    from .migrations.files import check_kinds
+
+    try:
+        return check_kinds(text.split(","))
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``nxdata`` command."""
     from . import __version__
@@ -179,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument(
         "--lock-timeout",
-        type=float,
+        type=_positive_seconds,
         default=3.0,
         metavar="SECONDS",
         help="lock_timeout of every statement (default 3): the longest the application may "
@@ -187,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument(
         "--lock-retries",
-        type=int,
+        type=_retries,
         default=5,
         metavar="N",
         help="times a step is tried again after a lock timeout, with a backoff (default 5)",
@@ -195,10 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--allow",
         action="append",
+        type=_hazard_kinds,
         default=[],
         metavar="KINDS",
-        help="hazards to accept: data-loss, rewrite, long-lock, breaking, fails-on-data, all "
-        "(comma separated; a file's `-- nxdata: allow` line does the same for that file)",
+        help="hazards to accept: data-loss, rewrite, long-lock, breaking, drops-object, all (comma "
+        "separated; a file's `-- nxdata: allow` line does the same for that file). Rows that "
+        "would make a statement fail are refused whatever is allowed",
     )
     migrate.add_argument(
         "--no-data-checks",
@@ -315,11 +346,13 @@ class _Runner:
 
 def _cmd_diff(run: _Runner) -> int:
     from .migrations.generate import generate_migrations
+    from .migrations.throwaway import clean_leftovers
 
     started = time.perf_counter()
     models = run.models()
     root = run.settings.migrations_dir
     with run.url() as url:
+        clean_leftovers(url, say=run.say)  # here rather than in silence inside the diff
         try:
             generated = generate_migrations(
                 url,
@@ -331,6 +364,7 @@ def _cmd_diff(run: _Runner) -> int:
                 dry_run=run.args.dry_run,
                 data_checks=not run.args.no_data_checks,
                 ignore_schemas=run.settings.ignore_schemas,
+                unmanaged=run.settings.unmanaged,
             )
         except UnsafeMigrationError as exc:
             print(f"nxdata diff: refused: {exc}", file=run.err)
@@ -352,13 +386,15 @@ def _cmd_diff(run: _Runner) -> int:
             )
             for hazard in item.diff.hazards:
                 run.say(f"  hazard: {hazard}")
+    refused = next((item.refused for item in generated if item.refused), None)
+    if refused is not None:
+        print(f"nxdata diff: without --dry-run, refused: {refused}", file=run.err)
     run.say(f"done in {time.perf_counter() - started:.2f} s")
     return EXIT_OK
 
 
 def _cmd_migrate(run: _Runner) -> int:
     from .migrations.apply import LockPolicy
-    from .migrations.files import check_kinds
     from .migrations.runner import mark_applied, migrate
 
     started = time.perf_counter()
@@ -370,9 +406,7 @@ def _cmd_migrate(run: _Runner) -> int:
             run.say(f"marked {key} as applied (not run)")
         return EXIT_OK
     processes = () if run.args.no_processes else run.models().processes
-    allow = check_kinds(kind for item in run.args.allow for kind in item.split(","))
-    if run.args.lock_timeout <= 0 or run.args.lock_retries < 0:
-        raise ConfigurationError("--lock-timeout must be positive and --lock-retries >= 0")
+    allow = [kind for kinds in run.args.allow for kind in kinds]
     with run.url() as url:
         result = migrate(
             url,
@@ -390,7 +424,11 @@ def _cmd_migrate(run: _Runner) -> int:
         if not result.steps:
             run.say("nothing to apply")
         for step in result.steps:
-            run.say(f"would {'apply' if step.kind == 'sql' else 'run process'} {step.key}")
+            if step.refused is not None:
+                run.say(f"would refuse {step.key} (and stop there):")
+                run.say("  " + step.refused.replace("\n", "\n  "))
+            else:
+                run.say(f"would {'apply' if step.kind == 'sql' else 'run process'} {step.key}")
         return EXIT_OK
     if not result.steps:
         run.say("nothing to apply: the database is up to date")
@@ -434,8 +472,9 @@ def _cmd_lint(run: _Runner) -> int:
     else:
         with run.url() as url:
             report = lint(root, schemas=run.args.schemas, url=url)
+    shown = _relative(root)
     for problem in report.problems:
-        print(f"nxdata lint: {problem}", file=run.err)
+        print(f"nxdata lint: {problem.replace(str(root), shown)}", file=run.err)
     if report.problems:
         return EXIT_DRIFT
     where = "" if offline else " (checked against the database)"
@@ -443,17 +482,43 @@ def _cmd_lint(run: _Runner) -> int:
     return EXIT_OK
 
 
+def _kept_schemas(url: str, names: list[str]) -> dict[str, str]:
+    """`generate.kept_schemas`, or {} without the migration extras (status works without)."""
+    if not names:
+        return {}
+    try:
+        from .migrations.generate import kept_schemas
+    except ConfigurationError:
+        return {"public": "nxdata never drops public"} if "public" in names else {}
+    return kept_schemas(url, names)
+
+
 def _cmd_check(run: _Runner) -> int:
-    from .migrations.generate import check_drift
+    from .migrations.generate import check_drift, kept_schemas
+    from .migrations.inspect import undeclared_schemas
     from .migrations.runner import pending_files
 
     models = run.models()
     scope = run.scope()
     with run.url() as url:
-        drift = check_drift(url, models, scope, ignore_schemas=run.settings.ignore_schemas)
+        drift = check_drift(
+            url,
+            models,
+            scope,
+            ignore_schemas=run.settings.ignore_schemas,
+            unmanaged=run.settings.unmanaged,
+        )
         selected = [s.name for s in models.select(scope)]
         pending = pending_files(url, run.settings.migrations_dir, selected)
         where = redact(url)
+        undeclared: list[str] = []
+        kept: dict[str, str] = {}
+        if scope is None:
+            declared_names = [s.name for s in models.select(None)]
+            undeclared = [
+                n for n, _ in undeclared_schemas(url, declared_names, run.settings.ignore_schemas)
+            ]
+            kept = kept_schemas(url, undeclared)
     # Pending files usually explain the drift: say so, or the fix looks like a new diff.
     note = ""
     if pending:
@@ -463,19 +528,21 @@ def _cmd_check(run: _Runner) -> int:
             f"; {len(keys)} pending file{plural} would be applied by nxdata migrate "
             f"({', '.join(keys)})"
         )
-    if not drift:
+    if not drift and not undeclared:
         run.say(f"ok: {where} matches the declarations{note}")
         return EXIT_OK
-    declared = {s.name for s in models.select(None)}
-    extra = [d.schema for d in drift if d.schema not in declared]
-    if extra:
+    for name in undeclared:
+        advice = kept.get(
+            name,
+            "declare it, drop it (nxdata diff --all --unsafe) or list it in [tool.nxdata] "
+            "ignore_schemas",
+        )
         print(
-            f"nxdata check: {', '.join(extra)} exist{'s' if len(extra) == 1 else ''} in the "
-            "database but no declaration names "
-            f"{'it' if len(extra) == 1 else 'them'}: declare, drop (nxdata diff --all --unsafe) "
-            "or list in [tool.nxdata] ignore_schemas",
+            f"nxdata check: {name} exists in the database but no declaration names it: {advice}",
             file=run.err,
         )
+    if not drift:
+        return EXIT_DRIFT
     names = ", ".join(d.schema for d in drift)
     print(f"nxdata check: drift in {names}{note}; the statements that would fix it:", file=run.err)
     for diff in drift:
@@ -505,6 +572,7 @@ def _cmd_status(run: _Runner) -> int:
             from .migrations.inspect import undeclared_schemas
 
             undeclared = undeclared_schemas(url, declared, run.settings.ignore_schemas)
+        kept = _kept_schemas(url, [name for name, _ in undeclared])
     if not schemas:
         where = "is empty" if root.is_dir() else "does not exist"
         run.say(f"no migrations yet: {_relative(root)} {where} (`nxdata diff` writes them)")
@@ -523,10 +591,14 @@ def _cmd_status(run: _Runner) -> int:
         for entry in item.missing:
             run.say(f"  {'missing':<8} {entry.name}  (applied, but the file is gone)")
     for name, tables in undeclared:
+        advice = kept.get(
+            name,
+            "declare it, drop it with nxdata diff --all --unsafe, or ignore it in [tool.nxdata] "
+            "ignore_schemas",
+        )
         run.say(
             f"{name}: in the database but not declared ({_plural(tables, 'table', 'tables')}; "
-            "declare it, drop it with nxdata diff --all --unsafe, or ignore it in [tool.nxdata] "
-            "ignore_schemas)"
+            f"{advice})"
         )
     pending_procs = 0
     if done or procs:

@@ -1,8 +1,12 @@
-"""DDL from declarations: CREATE EXTENSION / SCHEMA / TABLE / INDEX, dependency-ordered.
+"""DDL from declarations: everything a schema declares, dependency-ordered.
 
 ``create_statements(schemas)`` gives the statements that build a fresh database from the
-declarations alone; the output is deterministic (same declarations → same text), tables come after
-the tables their foreign keys point to, and foreign keys inside a cycle are added at the end.
+declarations alone, in this order: roles (created only when missing), extensions, schemas,
+sequences, functions (bodies not checked, so they may name tables declared later), tables with
+their indexes and comments (after the tables their foreign keys point to; foreign keys inside a
+cycle are added after all tables), sequence ownership, views (in declaration order), triggers,
+row-level security and policies, grants. The output is deterministic: same declarations, same
+text.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .objects import sql_string
 from .table import Schema, Table, _quote
 
 __all__ = ["create_sql", "create_statements", "order_tables", "table_statements"]
@@ -111,8 +116,10 @@ def table_statements(
             body.append(_fk_sql(fk))
     statements = [f"CREATE TABLE {table.sql_name} (\n    " + ",\n    ".join(body) + "\n)"]
     if table.comment:
+        statements.append(f"COMMENT ON TABLE {table.sql_name} IS {sql_string(table.comment)}")
+    for column, comment in table.column_comments.items():
         statements.append(
-            f"COMMENT ON TABLE {table.sql_name} IS '" + table.comment.replace("'", "''") + "'"
+            f"COMMENT ON COLUMN {table.sql_name}.{_quote(column)} IS {sql_string(comment)}"
         )
     for index in table.indexes:
         unique_kw = "UNIQUE " if index.unique else ""
@@ -136,15 +143,58 @@ def create_statements(items: Iterable[Schema | Table[Any]]) -> list[str]:
         {ext for t in tables for ext in t.schema.extensions}
         | {ext for s in items if isinstance(s, Schema) for ext in s.extensions}
     )
-    statements = [f"CREATE EXTENSION IF NOT EXISTS {_quote(ext)}" for ext in extensions]
+    declared = _schemas_of(items)
+    roles = {role.name: role for schema in declared for role in schema.roles}
+    statements = [roles[name].create_statement().rstrip(";") for name in sorted(roles)]
+    statements += [f"CREATE EXTENSION IF NOT EXISTS {_quote(ext)}" for ext in extensions]
     statements += [f"CREATE SCHEMA IF NOT EXISTS {_quote(s)}" for s in schemas if s != "public"]
+    for schema in declared:
+        for sequence in schema.sequences.values():
+            statements += sequence.create_statements()
+    functions = [f for schema in declared for f in schema.functions.values()]
+    if functions:
+        # Bodies are checked when called, not here: a function may name a table created below.
+        statements.append("SET check_function_bodies = off")
+        for function in functions:
+            statements += function.create_statements()
     ordered, deferred = order_tables(tables)
     alters: list[str] = []
     for table in ordered:
         created, later = table_statements(table, deferred=deferred)
         statements += created
         alters += later
-    return statements + alters
+    statements += alters
+    for schema in declared:
+        for sequence in schema.sequences.values():
+            owner = sequence.owner_sql()
+            if owner is not None:
+                statements.append(f"ALTER SEQUENCE {sequence.sql_name} OWNED BY {owner}")
+    views = sorted((v for schema in declared for v in schema.views.values()), key=lambda v: v.order)
+    for view in views:
+        statements += view.create_statements()
+    for table in ordered:
+        statements += table_security_statements(table)
+    for schema in declared:
+        statements += [g.statement().rstrip(";") for g in schema.resolved_grants()]
+    return statements
+
+
+def _schemas_of(items: Iterable[Schema | Table[Any]]) -> list[Schema]:
+    """The schemas of `items` (a table's schema counts only for its own objects: its triggers,
+    policies and grants come with the table)."""
+    out = {item.name: item for item in items if isinstance(item, Schema)}
+    return [out[name] for name in sorted(out)]
+
+
+def table_security_statements(table: Table[Any]) -> list[str]:
+    """A table's triggers, row-level security and policies."""
+    out = [trigger.create_statement(table) for trigger in table.triggers]
+    if table.row_level_security:
+        out.append(f"ALTER TABLE {table.sql_name} ENABLE ROW LEVEL SECURITY")
+        if table.row_level_security == "force":
+            out.append(f"ALTER TABLE {table.sql_name} FORCE ROW LEVEL SECURITY")
+    out += [policy.create_statement(table) for policy in table.policies]
+    return out
 
 
 def create_sql(items: Iterable[Schema | Table[Any]]) -> str:

@@ -26,8 +26,13 @@ The decorator returns the class unchanged; the table's metadata hangs off it (``
 
 from __future__ import annotations
 
+import ast
 import difflib
+import functools
+import inspect
+import itertools
 import re
+import textwrap
 import typing
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +43,20 @@ import msgspec
 
 from .columns import Column
 from .errors import DeclarationError, ValidationError
+from .objects import (
+    Function,
+    Grant,
+    Policy,
+    ResolvedGrant,
+    Role,
+    Trigger,
+    Unmanaged,
+    View,
+    expand_privileges,
+)
+from .objects import (
+    Sequence as SequenceDef,
+)
 from .sqltypes import ColumnKind, bounded, resolve
 from .values import clip, decimal_problem, numeric_bounds, text_problem
 
@@ -298,18 +317,29 @@ class ResolvedForeignKey:
 
 
 class Schema:
-    """A PostgreSQL schema and the tables declared on it.
+    """A PostgreSQL schema and what is declared on it: tables, views, functions, sequences,
+    grants, and the objects to leave alone.
 
     ``extensions`` names extensions the tables need (e.g. ``("citext",)``); they are created in
-    the ``public`` schema before any table.
+    the ``public`` schema before any table. With ``docstring_comments`` (default), a table's
+    docstring becomes its SQL comment, and a field's docstring (a string right under the field)
+    its column's, unless ``comment=`` says otherwise.
     """
 
-    def __init__(self, name: str, *, extensions: Iterable[str] = ()) -> None:
+    def __init__(
+        self, name: str, *, extensions: Iterable[str] = (), docstring_comments: bool = True
+    ) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
             raise DeclarationError(f"schema name {name!r} must be lower snake_case")
         self.name = name
         self.extensions = tuple(extensions)
+        self.docstring_comments = docstring_comments
         self.tables: dict[str, Table[Any]] = {}
+        self.views: dict[str, View] = {}
+        self.functions: dict[str, Function] = {}
+        self.sequences: dict[str, SequenceDef] = {}
+        self.grants: list[Grant] = []
+        self.unmanaged_objects: list[Unmanaged] = []
         _SCHEMAS[name] = self  # the latest declaration of a name wins for "schema.Table" lookups
 
     def __repr__(self) -> str:
@@ -325,11 +355,20 @@ class Schema:
         checks: Iterable[Check] = (),
         comment: str | None = None,
         renamed_from: str | None = None,
+        triggers: Iterable[Trigger] = (),
+        row_level_security: bool | Literal["force"] = False,
+        policies: Iterable[Policy] = (),
+        grants: Iterable[Grant] = (),
     ) -> Callable[[type[T]], type[T]]:
         """Class decorator: declare the Struct as a table of this schema (name defaults to the
-        class name, which should be PascalCase). ``renamed_from``: the table's previous name, so
-        that ``nxdata diff`` writes ``ALTER TABLE ... RENAME`` (keeping the data) instead of a
-        drop and a create, while the database still has that name."""
+        class name, which should be PascalCase).
+
+        ``renamed_from``: the table's previous name, so that ``nxdata diff`` writes ``ALTER
+        TABLE ... RENAME`` (keeping the data) instead of a drop and a create, while the database
+        still has that name. ``triggers``, ``policies`` (with ``row_level_security=True``, or
+        ``"force"`` to apply them to the table's owner too) and ``grants`` are the table's
+        (see `nxdata.objects`). ``comment`` defaults to the class docstring.
+        """
 
         def register(cls: type[T]) -> type[T]:
             table = Table(
@@ -342,9 +381,14 @@ class Schema:
                 checks=tuple(checks),
                 comment=comment,
                 renamed_from=renamed_from,
+                triggers=tuple(triggers),
+                row_level_security=row_level_security,
+                policies=tuple(policies),
+                grants=tuple(grants),
             )
             if table.name in self.tables and self.tables[table.name].row_type is not cls:
                 raise DeclarationError("declared twice", table=table.qualified_name)
+            self._check_free(table.name, "table")
             self.tables[table.name] = table
             cls.__nxdata_table__ = table  # type: ignore[attr-defined]
             return cls
@@ -353,6 +397,317 @@ class Schema:
 
     def __iter__(self) -> Iterator[Table[Any]]:
         return iter(self.tables.values())
+
+    # -- other objects ---------------------------------------------------------------------------
+
+    def _check_free(self, name: str, what: str) -> None:
+        """Tables, views and sequences share one namespace in PostgreSQL."""
+        taken = (
+            ("table", self.tables.get(name)),
+            ("view", self.views.get(name)),
+            ("sequence", self.sequences.get(name)),
+        )
+        for kind, found in taken:
+            if found is not None and not (kind == "table" and what == "table"):
+                raise DeclarationError(
+                    f"{what} {self.name}.{name}: the name is taken by a {kind} of the schema"
+                )
+
+    def view(
+        self,
+        name: str,
+        query: str,
+        *,
+        comment: str | None = None,
+        security_invoker: bool = False,
+    ) -> View:
+        """Declare a view: ``sale.view("OrderTotal", 'SELECT ... FROM sale."SaleOrder" ...')``.
+
+        Name every table with its schema. See `nxdata.objects.View`."""
+        return self._add_view(
+            name, query, comment=comment, security_invoker=security_invoker, materialized=False
+        )
+
+    def materialized_view(
+        self,
+        name: str,
+        query: str,
+        *,
+        indexes: Iterable[Index] = (),
+        comment: str | None = None,
+    ) -> View:
+        """Declare a materialized view and its indexes (default names ``IDX_{view}_{cols}``,
+        ``UQ_...`` when unique). See `nxdata.objects.View`."""
+        named = []
+        for index in indexes:
+            if index.expression is not None and not index.name:
+                raise DeclarationError(
+                    f"materialized view {self.name}.{name}: an expression index needs name="
+                )
+            prefix = "UQ" if index.unique else "IDX"
+            index_name = index.name or f"{prefix}_{name}_{'_'.join(index.columns)}"
+            if len(index_name.encode()) > MAX_IDENTIFIER:
+                raise DeclarationError(
+                    f"index name {index_name!r} is longer than 63 bytes: pass name="
+                )
+            named.append(
+                Index(
+                    *index.columns,
+                    name=index_name,
+                    unique=index.unique,
+                    where=index.where,
+                    method=index.method,
+                    expression=index.expression,
+                )
+            )
+        return self._add_view(name, query, comment=comment, materialized=True, indexes=tuple(named))
+
+    def _add_view(
+        self,
+        name: str,
+        query: str,
+        *,
+        comment: str | None,
+        materialized: bool,
+        security_invoker: bool = False,
+        indexes: tuple[Index, ...] = (),
+    ) -> View:
+        if not isinstance(query, str) or not query.strip():
+            raise DeclarationError(f"view {self.name}.{name} needs a query")
+        if name in self.views:
+            raise DeclarationError(f"view {self.name}.{name} is declared twice")
+        self._check_free(_checked(name, "view"), "view")
+        view = View(
+            self,
+            name,
+            query,
+            materialized=materialized,
+            indexes=indexes,
+            comment=comment,
+            security_invoker=security_invoker,
+        )
+        self.views[name] = view
+        return view
+
+    def function(
+        self,
+        name: str,
+        *,
+        body: str,
+        args: str = "",
+        returns: str = "trigger",
+        language: str = "plpgsql",
+        volatility: Literal["volatile", "stable", "immutable"] = "volatile",
+        strict: bool = False,
+        security_definer: bool = False,
+        search_path: str | None = None,
+        comment: str | None = None,
+    ) -> Function:
+        """Declare a function: ``ledger.function("refuse_change", returns="trigger", body=...)``.
+
+        See `nxdata.objects.Function`; one function per name (no overloads)."""
+        return self._add_function(
+            Function(
+                self,
+                _checked(name, "function"),
+                body,
+                args=args,
+                returns=returns,
+                language=language,
+                volatility=volatility,
+                strict=strict,
+                security_definer=security_definer,
+                search_path=search_path,
+                comment=comment,
+            )
+        )
+
+    def procedure(
+        self,
+        name: str,
+        *,
+        body: str,
+        args: str = "",
+        language: str = "plpgsql",
+        security_definer: bool = False,
+        search_path: str | None = None,
+        comment: str | None = None,
+    ) -> Function:
+        """Declare a procedure (``CALL`` it; it may commit). See `nxdata.objects.Function`."""
+        return self._add_function(
+            Function(
+                self,
+                _checked(name, "procedure"),
+                body,
+                args=args,
+                returns=None,
+                language=language,
+                security_definer=security_definer,
+                search_path=search_path,
+                procedure=True,
+                comment=comment,
+            )
+        )
+
+    def _add_function(self, function: Function) -> Function:
+        if not function.body.strip():
+            raise DeclarationError(f"{function.kind} {function.qualified_name} needs a body")
+        if function.name in self.functions:
+            raise DeclarationError(
+                f"{function.kind} {function.qualified_name} is declared twice (overloads are "
+                "not supported: give it another name)"
+            )
+        self.functions[function.name] = function
+        return function
+
+    def sequence(
+        self,
+        name: str,
+        *,
+        data_type: Literal["smallint", "integer", "bigint"] = "bigint",
+        start: int = 1,
+        increment: int = 1,
+        min_value: int | None = None,
+        max_value: int | None = None,
+        cache: int = 1,
+        cycle: bool = False,
+        owned_by: str | None = None,
+        comment: str | None = None,
+    ) -> SequenceDef:
+        """Declare a sequence: ``sale.sequence("invoice_number", start=1000)``. See
+        `nxdata.objects.Sequence`."""
+        if name in self.sequences:
+            raise DeclarationError(f"sequence {self.name}.{name} is declared twice")
+        if data_type not in ("smallint", "integer", "bigint"):
+            raise DeclarationError(
+                f"sequence {self.name}.{name}: data_type is smallint, integer or bigint"
+            )
+        if increment == 0:
+            raise DeclarationError(f"sequence {self.name}.{name}: increment cannot be 0")
+        if owned_by is not None and owned_by.count(".") != 1:
+            raise DeclarationError(f"sequence {self.name}.{name}: owned_by is 'Table.column'")
+        self._check_free(_checked(name, "sequence"), "sequence")
+        sequence = SequenceDef(
+            self,
+            name,
+            data_type=data_type,
+            start=start,
+            increment=increment,
+            min_value=min_value,
+            max_value=max_value,
+            cache=cache,
+            cycle=cycle,
+            owned_by=owned_by,
+            comment=comment,
+        )
+        self.sequences[name] = sequence
+        return sequence
+
+    def grant(
+        self,
+        privileges: str | Iterable[str],
+        *,
+        to: Role | str | Iterable[Role | str],
+        on: Any = (),
+    ) -> Grant:
+        """Grant privileges on the schema itself (``sale.grant("usage", to=tenant)``) or on
+        objects of it (``on=order_total_view``). See `nxdata.objects.Grant`."""
+        grant = Grant(privileges, to=to, on=on)
+        self.grants.append(grant)
+        return grant
+
+    def unmanaged(self, *patterns: str) -> None:
+        """Leave objects made outside the declarations alone: ``sale.unmanaged("index idx_*",
+        "trigger SaleOrder.audit_*", "grant reporting")`` (patterns relative to the schema).
+        See `nxdata.objects.Unmanaged`."""
+        self.unmanaged_objects += [Unmanaged.parse(p, schema=self.name) for p in patterns]
+
+    # -- what the DDL and the diff read ----------------------------------------------------------
+
+    @property
+    def roles(self) -> tuple[Role, ...]:
+        """The `Role` objects the schema's grants and policies name, by name."""
+        found: dict[str, Role] = {}
+        for grant in self.grants:
+            found.update((r.name, r) for r in grant.declared_roles)
+        for table in self.tables.values():
+            for grant in table.grants:
+                found.update((r.name, r) for r in grant.declared_roles)
+            for policy in table.policies:
+                found.update((r.name, r) for r in policy.declared_roles)
+        return tuple(found[n] for n in sorted(found))
+
+    def resolved_grants(self) -> list[ResolvedGrant]:
+        """Every declared privilege, one per object, privilege and role, sorted."""
+        out: set[ResolvedGrant] = set()
+        for grant in self.grants:
+            targets = grant.on or (self,)
+            for target in targets:
+                kind, sql, identity = self._grant_target(target)
+                where = f"grant on {identity}"
+                for privilege in expand_privileges(grant.privileges, kind, where):
+                    out.update(
+                        ResolvedGrant(kind, sql, identity, privilege, r) for r in grant.roles
+                    )
+        for table in self.tables.values():
+            for grant in table.grants:
+                if grant.on:
+                    raise DeclarationError(
+                        "a table's grants are on the table: use schema.grant(..., on=...) for "
+                        "other objects",
+                        table=table.qualified_name,
+                    )
+                where = f"grant on {table.qualified_name}"
+                for privilege in expand_privileges(grant.privileges, "table", where):
+                    out.update(
+                        ResolvedGrant("table", table.sql_name, table.qualified_name, privilege, r)
+                        for r in grant.roles
+                    )
+        return sorted(out, key=lambda g: (g.kind, g.identity, g.role, g.privilege))
+
+    def _grant_target(self, target: Any) -> tuple[str, str, str]:
+        if target is self:
+            return "schema", _quote(self.name), self.name
+        if isinstance(target, View):
+            return "view", target.sql_name, target.qualified_name
+        if isinstance(target, Function):
+            return "function", target.signature, target.qualified_name
+        if isinstance(target, SequenceDef):
+            return "sequence", target.sql_name, target.qualified_name
+        if isinstance(target, str) and target in self.views:
+            view = self.views[target]
+            return "view", view.sql_name, view.qualified_name
+        if isinstance(target, str) and target in self.sequences:
+            sequence = self.sequences[target]
+            return "sequence", sequence.sql_name, sequence.qualified_name
+        if isinstance(target, str) and target in self.functions:
+            function = self.functions[target]
+            return "function", function.signature, function.qualified_name
+        try:
+            table = target if isinstance(target, Table) else None
+            if table is None and isinstance(target, str):
+                qualified = target if "." in target else f"{self.name}.{target}"
+                schema_name, _, table_name = qualified.partition(".")
+                owner = _SCHEMAS.get(schema_name)
+                table = owner.tables.get(table_name) if owner is not None else None
+            if table is None:
+                table = table_of(target)
+        except DeclarationError:
+            table = None
+        if table is None:
+            raise DeclarationError(
+                f"grant on {target!r} in schema {self.name}: not a declared table, view, "
+                "function or sequence"
+            )
+        return "table", table.sql_name, table.qualified_name
+
+
+def _checked(name: str, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise DeclarationError(f"a {what} needs a name")
+    if len(name.encode()) > MAX_IDENTIFIER:
+        raise DeclarationError(f"{what} name {name!r} is longer than 63 bytes")
+    return name
 
 
 def table_of(row_type: type[T]) -> Table[T]:
@@ -396,13 +751,31 @@ class Table(Generic[T]):
         checks: tuple[Check, ...] = (),
         comment: str | None = None,
         renamed_from: str | None = None,
+        triggers: tuple[Trigger, ...] = (),
+        row_level_security: bool | Literal["force"] = False,
+        policies: tuple[Policy, ...] = (),
+        grants: tuple[Grant, ...] = (),
     ) -> None:
         if not (isinstance(row_type, type) and issubclass(row_type, msgspec.Struct)):
             raise DeclarationError("a table's row type must be a msgspec.Struct", table=name)
         self.schema = schema
         self.name = name
         self.row_type = row_type
+        if comment is None and schema.docstring_comments and row_type.__doc__:
+            comment = inspect.cleandoc(row_type.__doc__)
         self.comment = comment
+        self.triggers = _unique_names(triggers, "trigger", name)
+        if row_level_security not in (False, True, "force"):
+            raise DeclarationError("row_level_security is True, False or 'force'", table=name)
+        self.row_level_security: bool | Literal["force"] = row_level_security
+        self.policies = _unique_names(policies, "policy", name)
+        if self.policies and not row_level_security:
+            raise DeclarationError(
+                "policies have no effect without row level security: pass "
+                "row_level_security=True (or 'force')",
+                table=name,
+            )
+        self.grants = tuple(grants)
         self.renamed_from = renamed_from
         self.qualified_name = f"{schema.name}.{name}"
         self.sql_name = f"{_quote(schema.name)}.{_quote(name)}"
@@ -429,6 +802,22 @@ class Table(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Table({self.qualified_name})"
+
+    @functools.cached_property
+    def column_comments(self) -> dict[str, str]:
+        """Column name → SQL comment: ``Column(comment=)``, else (with the schema's
+        ``docstring_comments``) the field's docstring."""
+        docs = _field_docstrings(self.row_type) if self.schema.docstring_comments else {}
+        out = {}
+        for column in self.columns:
+            text = (
+                column.options.comment
+                if column.options.comment is not None
+                else docs.get(column.field)
+            )
+            if text:
+                out[column.name] = text
+        return out
 
     # -- columns ---------------------------------------------------------------------------------
 
@@ -935,3 +1324,37 @@ def _resolve_table_ref(ref: Any, source: Table[Any]) -> Table[Any]:
             return schema.tables[table_name]
         raise DeclarationError(f"foreign key references unknown table {ref!r}", table=source.name)
     raise DeclarationError(f"foreign key target {ref!r} is not a table", table=source.name)
+
+
+def _unique_names(items: Iterable[Any], what: str, table: str) -> tuple[Any, ...]:
+    out = tuple(items)
+    names = [i.name for i in out]
+    for name in names:
+        if names.count(name) > 1:
+            raise DeclarationError(f"{what} {name!r} is declared twice", table=table)
+    return out
+
+
+def _field_docstrings(cls: type) -> dict[str, str]:
+    """Attribute docstrings (a string literal right under a field) of `cls` and its bases, read
+    from their source; {} where there is no source (a REPL, a frozen app)."""
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is object or not issubclass(klass, msgspec.Struct) or klass is msgspec.Struct:
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+            tree = ast.parse(source)
+        except (OSError, TypeError, SyntaxError):
+            continue
+        body = next((n.body for n in tree.body if isinstance(n, ast.ClassDef)), [])
+        for node, following in itertools.pairwise(body):
+            if (
+                isinstance(node, ast.AnnAssign)
+                and isinstance(node.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                out[node.target.id] = inspect.cleandoc(following.value.value)
+    return out

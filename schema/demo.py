@@ -18,7 +18,7 @@ from typing import Any
 
 from nxdata import Database, Lock, Repository, SoftDeletableRepository
 from nxdata.config import redact
-from nxdata.errors import CheckViolation, NxdataError
+from nxdata.errors import CheckViolation, IntegrityError, NxdataError
 from nxdata.migrations import bootstrap_migrations
 
 from . import SCHEMAS
@@ -254,6 +254,43 @@ def finance_demo(db: Database, run: str) -> None:
     show("TIX ledger rows", records.count({"wallet_id": tix.id}))
 
 
+def objects_demo(db: Database, run: str) -> None:
+    """What the schema declares besides tables: an append-only ledger (a trigger) and a view
+    that row-level security confines to one merchant."""
+    say("objects: the ledger refuses changes (a trigger)")
+    records = SoftDeletableRepository(db, TransactionRecord)
+    record = records.find_one({"where": {"description": "demo transfer"}, "order": ["created_at"]})
+    assert record is not None, "the finance demo has not run"
+    try:
+        records.update_by_id(record.id, {"amount": record.amount * 2})
+    except IntegrityError as exc:
+        show("update of the amount refused", str(exc).splitlines()[0])
+    described = records.update_by_id(record.id, {"description": f"demo transfer {run}"})
+    show("its description may change", described.description)
+
+    say("objects: a tenant sees and writes its own orders only (row-level security)")
+    merchants = {m.code: m.id for m in SoftDeletableRepository(db, Merchant).find()}
+    orders = SoftDeletableRepository(db, SaleOrder)
+    as_tix = {"role": "app_tenant", "app.merchant_id": merchants["TIX"]}
+    with db.transaction(settings=as_tix) as tx:
+        orders.create({"merchant_id": merchants["TIX"], "number": f"{run}-T1"}, transaction=tx)
+    try:
+        with db.transaction(settings=as_tix) as tx:
+            orders.create({"merchant_id": merchants["CAFE"], "number": f"{run}-T2"}, transaction=tx)
+    except NxdataError as exc:
+        show("TIX writing a CAFE order", f"refused: {str(exc).splitlines()[0]}")
+    everything = db.fetch_value('SELECT count(DISTINCT merchant_id) FROM sale."OrderTotal"')
+    show("merchants in sale.OrderTotal (as the owner)", everything)
+    for code in ("CAFE", "TIX"):
+        as_tenant = {"role": "app_tenant", "app.merchant_id": merchants[code]}
+        with db.transaction(settings=as_tenant) as tx:
+            seen = db.fetch_all(
+                'SELECT DISTINCT merchant_id FROM sale."OrderTotal"', transaction=tx
+            )
+        owners = sorted(next(k for k, v in merchants.items() if v == m) for (m,) in seen)
+        show(f"merchants in sale.OrderTotal as app_tenant for {code}", owners)
+
+
 def main() -> int:
     """Run the demo; returns the exit status."""
     started = time.perf_counter()
@@ -280,6 +317,7 @@ def main() -> int:
             sale_demo(db, run)
             licensing_demo(db, run)
             finance_demo(db, run)
+            objects_demo(db, run)
     except NxdataError as exc:
         print(f"demo failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,8 @@
-"""The ``finance`` schema: finance categories, wallets with balances and transaction records."""
+"""The ``finance`` schema: finance categories, wallets with balances and transaction records.
+
+Transaction records are the ledger: a trigger refuses any change to the money they record and
+any delete (a correction is a new, opposite record).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from nxdata import (
     Index,
     Money,
     Schema,
+    Trigger,
     live_unique,
 )
 
@@ -19,6 +24,19 @@ from .public import Merchant, User
 from .sale import SaleOrder
 
 finance = Schema("finance")
+
+refuse_ledger_change = finance.function(
+    "refuse_ledger_change",
+    returns="trigger",
+    body="""
+BEGIN
+  RAISE EXCEPTION '% of %.% is refused: ledger records are append-only (record a correction)',
+    TG_OP, TG_TABLE_SCHEMA, TG_TABLE_NAME
+    USING ERRCODE = 'restrict_violation';
+END
+""",
+    comment="Trigger function: refuses to change or delete a ledger record.",
+)
 
 
 class CategoryKind(enum.StrEnum):
@@ -116,6 +134,16 @@ class Wallet(CommonColumns):
     checks=[
         Check("amount <> 0", name="CK_TransactionRecord_amount"),
         Check("balance_after >= 0", name="CK_TransactionRecord_balance_after"),
+    ],
+    triggers=[
+        # The money fields only: a sale order's deletion still sets sale_order_id to NULL.
+        Trigger(
+            "TR_TransactionRecord_append_only",
+            refuse_ledger_change,
+            timing="before",
+            events=("update", "delete"),
+            update_of=("wallet_id", "kind", "amount", "balance_after", "idempotency_key"),
+        ),
     ],
 )
 class TransactionRecord(CommonColumns):

@@ -1,4 +1,10 @@
-"""The ``sale`` schema: sale orders and their items, payments, history, checks, kitchen tickets."""
+"""The ``sale`` schema: sale orders and their items, payments, history, checks, kitchen tickets.
+
+Orders, their items and payments are isolated per merchant for the `tenant` role by row-level
+security: a request that runs as ``app_tenant`` with ``app.merchant_id`` set sees and writes its
+merchant's rows only (``db.transaction(settings={"role": "app_tenant", "app.merchant_id": id})``).
+The `order_total` view sums an order's items and captured payments.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,11 @@ from nxdata import (
     Column,
     CommonColumns,
     ForeignKey,
+    Grant,
     Index,
     Money,
+    Policy,
+    Role,
     Schema,
     compose,
     id_columns,
@@ -29,6 +38,15 @@ from .pricing import Fare, PriceEvaluation
 from .public import Device, Merchant, Product, ProductVariant, SaleChannel, User
 
 sale = Schema("sale")
+
+tenant = Role("app_tenant")
+"""The role a merchant's requests run as (NOLOGIN: the application's login role switches to it)."""
+
+MERCHANT_OF_SESSION = "merchant_id = current_setting('app.merchant_id', true)"
+"""Rows of the merchant the transaction set (no setting: no rows)."""
+
+OF_VISIBLE_ORDER = 'sale_order_id IN (SELECT id FROM sale."SaleOrder")'
+"""Rows of an order the session may see: the order's own policy decides."""
 
 Quantity = Annotated[Decimal, Column(sql_type="numeric(19, 4)")]
 """A sold quantity (fractional for goods sold by weight)."""
@@ -141,6 +159,9 @@ class DiningTable(CommonColumns):
         ),
         Check("total >= 0", name="CK_SaleOrder_total"),
     ],
+    row_level_security=True,
+    policies=[Policy("merchant_isolation", to=tenant, using=MERCHANT_OF_SESSION)],
+    grants=[Grant("select, insert, update", to=tenant)],
 )
 class SaleOrder(CommonColumns):
     """An order: what was sold, to whom, through which channel, for how much."""
@@ -183,6 +204,9 @@ class SaleOrder(CommonColumns):
         Check("quantity > 0", name="CK_SaleOrderItem_quantity"),
         Check("unit_price >= 0", name="CK_SaleOrderItem_unit_price"),
     ],
+    row_level_security=True,
+    policies=[Policy("merchant_isolation", to=tenant, using=OF_VISIBLE_ORDER)],
+    grants=[Grant("select, insert, update", to=tenant)],
 )
 class SaleOrderItem(CommonColumns):
     """One line of an order: a product (variant) at a unit price, possibly a seat."""
@@ -210,6 +234,9 @@ class SaleOrderItem(CommonColumns):
     ],
     foreign_keys=[ForeignKey("sale_order_id", SaleOrder, on_delete="cascade")],
     checks=[Check("amount > 0", name="CK_SaleOrderPayment_amount")],
+    row_level_security=True,
+    policies=[Policy("merchant_isolation", to=tenant, using=OF_VISIBLE_ORDER)],
+    grants=[Grant("select", to=tenant)],
 )
 class SaleOrderPayment(CommonColumns):
     """A payment towards an order (an order may be split across several)."""
@@ -349,3 +376,30 @@ class KitchenTicketItem(CommonColumns):
     status: TicketStatus = TicketStatus.queued
     note: str | None = None
     modifiers: list[Modifier] | None = None
+
+
+order_total = sale.view(
+    "OrderTotal",
+    """
+SELECT o.id AS sale_order_id, o.merchant_id, o.number, o.status, o.total,
+       coalesce(i.items, 0) AS items,
+       coalesce(i.lines_total, 0)::numeric(19, 4) AS lines_total,
+       coalesce(p.paid, 0)::numeric(19, 4) AS paid,
+       (o.total - coalesce(p.paid, 0))::numeric(19, 4) AS due
+  FROM sale."SaleOrder" o
+  LEFT JOIN (SELECT sale_order_id, count(*) AS items, sum(line_total) AS lines_total
+               FROM sale."SaleOrderItem" WHERE deleted_at IS NULL GROUP BY sale_order_id) i
+         ON i.sale_order_id = o.id
+  LEFT JOIN (SELECT sale_order_id, sum(amount) AS paid
+               FROM sale."SaleOrderPayment" WHERE deleted_at IS NULL AND status = 'captured'
+              GROUP BY sale_order_id) p
+         ON p.sale_order_id = o.id
+ WHERE o.deleted_at IS NULL
+""",
+    comment="Each live order with its item count, line total, captured payments and amount due.",
+    # The caller's privileges and row-level security apply: a tenant sees its own orders only.
+    security_invoker=True,
+)
+
+sale.grant("usage", to=tenant)
+sale.grant("select", on=order_total, to=tenant)

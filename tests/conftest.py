@@ -9,6 +9,7 @@ the suite can run twice in a row.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 
@@ -36,9 +37,22 @@ def server_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def admin_url(server_url: str) -> str:
-    """The server URL pointed at the maintenance database ``postgres``."""
-    return make_conninfo(server_url, dbname="postgres")
+def admin_url(server_url: str) -> Iterator[str]:
+    """The server URL pointed at the maintenance database ``postgres``. Roles are the server's,
+    not a database's: the reference schema's roles that the session created (building its
+    databases) are dropped at the end, when nothing else uses them."""
+    url = make_conninfo(server_url, dbname="postgres")
+    roles = ("app_tenant",)
+    with psycopg.connect(url, autocommit=True) as conn:
+        existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles").fetchall()}
+    yield url
+    with psycopg.connect(url, autocommit=True) as conn:
+        for role in roles:
+            if role in existing:
+                continue
+            # Another database (a demo) may still grant to it: then it stays.
+            with contextlib.suppress(psycopg.errors.DependentObjectsStillExist):
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def create_database(admin_url: str, prefix: str = "nxdata_test") -> str:

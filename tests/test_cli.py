@@ -626,3 +626,44 @@ def test_postgresql_detail_stays_on_the_error_line(fresh_database_url: str, tmp_
         "process mx_detail-0001-twice failed and was rolled back: UniqueViolation: duplicate key",
         "DETAIL: Key (a)=(1) already exists.",
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--allow", "rewrit"], "argument --allow: unknown hazard 'rewrit'"),
+        (["--lock-timeout", "-1"], "argument --lock-timeout: '-1' is not a positive number"),
+        (["--lock-retries", "x"], "argument --lock-retries: 'x' is not a count"),
+    ],
+)
+def test_bad_migrate_options_are_usage_errors(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["migrate", "--all", "--url", "postgresql://x@127.0.0.1/x", *args])
+    assert info.value.code == 2
+    assert says in capsys.readouterr().err
+
+
+def test_dry_run_diff_says_it_would_refuse_and_diff_cleans_up_loudly(
+    fresh_database_url: str, admin_url: str, tmp_path: Path
+) -> None:
+    after = 'u = nx.Schema("mx_dry")\n\n@u.table("T")\nclass T(msgspec.Struct):\n    a: int\n'
+    before = after + "    b: int\n"
+    first, second = write_models(tmp_path, before), write_models(tmp_path, after)
+    where = ["--url", fresh_database_url, "--migrations-dir", str(tmp_path / "migrations")]
+    assert call("diff", "--all", "--models", first, *where)[0] == 0
+    assert call("migrate", "--all", "--models", first, *where)[0] == 0
+    leftover = f"nxdata_diff_{os.getpid() + 10_000_000}_deadbeef"  # a killed diff's database
+    query(admin_url, f'CREATE DATABASE "{leftover}"')
+    query(
+        admin_url,
+        f'COMMENT ON DATABASE "{leftover}" IS \'nxdata diff pid={os.getpid() + 10_000_000} '
+        f"host={os.uname().nodename} at={int(time.time())}'",
+    )
+    code, out, err = call("diff", "--all", "--dry-run", "--models", second, *where)
+    assert code == 0
+    assert f"dropped {leftover}, left behind by a diff that was killed" in out
+    assert 'drop column "b"' in out  # the preview...
+    assert "without --dry-run, refused: the migration would lose data" in err  # ...and the verdict
+    assert len(list((tmp_path / "migrations/mx_dry").iterdir())) == 1  # nothing written

@@ -28,12 +28,17 @@ def test_demo_runs_on_a_fresh_database_and_again(fresh_database_url: str) -> Non
     first = _demo(fresh_database_url)
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    assert "applied: 11 files, 2 processes" in out
+    assert "applied: 22 files, 2 processes" in out
     assert "tables: 72" in out
     assert "rolled back: CheckViolation: CK_SaleOrderItem_quantity" in out
     assert "find_by_id after delete: None" in out
     assert "overdraft refused: CheckViolation on CK_Wallet_balance" in out
     assert "after 125.50 CAFE → TIX: CAFE=874.5000 TIX=375.5000" in out
+    assert "update of the amount refused: UPDATE of finance.TransactionRecord is refused" in out
+    assert "TIX writing a CAFE order: refused: new row violates row-level security" in out
+    assert "merchants in sale.OrderTotal (as the owner): 2" in out
+    assert "merchants in sale.OrderTotal as app_tenant for CAFE: ['CAFE']" in out
+    assert "merchants in sale.OrderTotal as app_tenant for TIX: ['TIX']" in out
 
     second = _demo(fresh_database_url)
     assert second.returncode == 0, second.stdout + second.stderr

@@ -302,7 +302,7 @@ def test_migra_fix_table_comment(fresh_database_url: str, workdir: Path) -> None
     """migra does not compare comments."""
     after = models_source(table_args=', comment="Things in stock"')
     text = evolve(fresh_database_url, workdir, after)
-    assert 'COMMENT ON TABLE "mx"."Item" IS \'Things in stock\';' in text
+    assert "COMMENT ON TABLE mx.\"Item\" IS 'Things in stock';" in text
     apply_and_check(fresh_database_url, workdir, after)
 
 

@@ -154,9 +154,16 @@ def test_a_failed_concurrent_build_resumes(project: Project) -> None:
     [generated] = project.diff(after, unsafe=True)  # 19 duplicate rows: accepted to show resume
     assert "rows would fail" in generated.text
     key = generated.file.key
+    assert "allow" not in generated.text  # rows that would fail are never "allowed"...
+    with pytest.raises(UnsafeMigrationError, match="statements that rows would fail") as refused:
+        project.migrate(allow=["all"])  # ...migrate counts them first, whatever is allowed
+    assert "(19 rows would fail)" in str(refused.value)  # 20 equal names: 19 beyond the first
+    assert query(project.url, "SELECT count(*) FROM pg_class WHERE relname = 'UQ_Item_name'") == [
+        (0,)
+    ]  # refused before anything ran
     with pytest.raises(MigrationError, match=r"could not create unique index") as info:
-        project.migrate(allow=["fails-on-data"])
-    assert key in str(info.value)
+        project.migrate(data_checks=False)  # rows that change between the count and the build
+    assert key in str(info.value) and "failed outside a transaction" in str(info.value)
     # the build failed and left an INVALID index behind; the file is not applied
     assert query(
         project.url,
@@ -546,3 +553,153 @@ def test_stale_plans_are_retried_outside_a_transaction(project: Project) -> None
         query(project.url, 'ALTER TABLE lv_plan."Item" ALTER COLUMN qty TYPE bigint')
         assert db.run_in_transaction(read, backoff=0.01) is not None
         assert attempts == [1, 2]
+
+
+# -- found by trying it as a team would ------------------------------------------------------------
+
+
+def test_a_narrowed_varchar_fails_instead_of_truncating(project: Project) -> None:
+    """migra writes `USING col::varchar(5)`, and an explicit cast truncates: 'item 10' would
+    become 'item ' without a word. The cast goes, the values that do not fit are counted, and
+    migrate refuses while there are any."""
+    after = source().replace(
+        "    name: str\n", '    name: Annotated[str, Column(sql_type="varchar(5)")]\n'
+    )
+    with pytest.raises(UnsafeMigrationError, match=r"fails on values that do not fit varchar\(5\)"):
+        project.diff(after)
+    [generated] = project.diff(after, unsafe=True)
+    assert "using" not in generated.text.lower()
+    assert "(20 rows would fail)" in generated.text  # 'item 1' .. 'item 20' are 6-7 characters
+    with pytest.raises(UnsafeMigrationError, match="rows would fail"):
+        project.migrate()
+    with pytest.raises(MigrationError, match="value too long for type character varying"):
+        project.migrate(data_checks=False)  # the statement itself refuses too: nothing cut
+    assert query(project.url, 'SELECT min(name) FROM lv."Item"') == [("item 1",)]
+    query(project.url, "UPDATE lv.\"Item\" SET name = 'i' || id")
+    project.migrate()
+    assert query(project.url, 'SELECT count(*) FROM lv."Item" WHERE name LIKE %s', ["i%"]) == [
+        (20,)
+    ]
+
+
+def test_unsafe_accepts_the_refused_statements_only(project: Project) -> None:
+    """--unsafe for a dropped column does not also accept an unrelated table rewrite."""
+    after = source(qty="BigInt").replace("    parent_id: int | None = None\n", "")
+    [generated] = project.diff(after, unsafe=True)
+    assert "-- nxdata: allow data-loss, breaking\n" in generated.text
+    assert "hazard: rewrite" in generated.text
+    with pytest.raises(UnsafeMigrationError, match=r"rewrite: changes the type of Item\.qty"):
+        project.migrate()
+    project.migrate(allow=["rewrite"])
+
+
+def test_public_and_schemas_others_depend_on_are_never_dropped(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    project = Project(fresh_database_url, tmp_path)
+    declared = source()
+    project.diff(declared, label="base")
+    project.migrate()
+    query(project.url, "CREATE TABLE public.stray (a int)")
+    query(project.url, "CREATE SCHEMA by_hand; CREATE TYPE by_hand.mood AS ENUM ('ok')")
+    query(project.url, 'ALTER TABLE lv."Item" ADD COLUMN mood by_hand.mood')  # lv depends on it
+    query(project.url, "CREATE SCHEMA loose; CREATE TABLE loose.t (a int)")
+    generated = project.diff(declared, unsafe=True, dry_run=True)
+    statements = [s for g in generated for s in g.diff.statements]
+    assert 'DROP SCHEMA "loose" CASCADE;' in statements
+    assert not any("public" in s or "by_hand" in s for s in statements if "DROP SCHEMA" in s)
+    models = write_models(tmp_path / "check", declared)
+    code, _, err = _cli("check", "--all", "--url", project.url, "--models", models)
+    assert code == 1
+    assert "public exists in the database but no declaration names it: nxdata never drops" in err
+    assert "by_hand exists in the database" in err and "depend on it (column mood" in err
+
+
+def test_concurrent_builds_wait_for_long_transactions_without_lock_timeout(
+    project: Project,
+) -> None:
+    """A CONCURRENTLY build waits for every running transaction and blocks nobody: under a
+    0.3 s lock_timeout it would fail behind any long transaction; it waits instead."""
+    write(
+        project.root,
+        "lv/0002_index",
+        "-- nxdata: no-transaction\n"
+        'CREATE INDEX CONCURRENTLY IF NOT EXISTS "IDX_Item_qty" ON lv."Item" (qty);\n',
+    )
+    writer = psycopg.connect(project.url)
+    writer.execute('UPDATE lv."Item" SET qty = qty WHERE id = 1')  # a transaction left open
+    threading.Timer(1.5, writer.commit).start()
+    started = time.monotonic()
+    project.migrate(lock=LockPolicy(timeout=0.3, retries=0))
+    assert time.monotonic() - started >= 1.2  # it waited for the writer
+    writer.close()
+    assert query(
+        project.url,
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = 'IDX_Item_qty'",
+    ) == [(True,)]
+
+
+def test_diff_and_lint_refuse_a_folder_that_lost_an_applied_file(project: Project) -> None:
+    (project.root / "lv/0001_base.sql").rename(project.tmp / "0001_base.sql")
+    with pytest.raises(MigrationError, match=r"missing .*lv/0001_base"):
+        project.diff(source(qty="BigInt"))  # a new 0001 would take the lost file's number
+    assert not list((project.root / "lv").glob("*.sql"))
+    problems = lint(project.root, url=project.url).problems
+    assert any("0001_base.sql: applied to the database but missing" in p for p in problems)
+
+
+def test_an_allow_line_added_after_applying_is_not_a_change(project: Project) -> None:
+    write(project.root, "lv/0002_index", 'CREATE INDEX "IDX_qty" ON lv."Item" (qty);\n')
+    project.migrate(allow=["long-lock"])  # accepted on the command line, in a hurry
+    assert any("0002_index.sql: long-lock" in p for p in lint(project.root).problems)
+    text = (project.root / "lv/0002_index.sql").read_text()
+    write(project.root, "lv/0002_index", "-- nxdata: allow long-lock\n" + text)  # written down
+    assert lint(project.root).problems == []  # offline lint is green again...
+    assert [s for _, s, _ in status(project.url, project.root)[0].files] == ["applied", "applied"]
+    project.migrate()  # ...and nothing counts as tampered
+    write(project.root, "lv/0002_index", "-- nxdata: allow long-lock\n" + text + "SELECT 1;\n")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        project.migrate()
+
+
+def test_dry_runs_say_what_the_real_run_would_refuse(project: Project) -> None:
+    after = source().replace("    parent_id: int | None = None\n", "")
+    [generated] = project.diff(after, dry_run=True)
+    assert generated.refused is not None and "drops column Item.parent_id" in generated.refused
+    write(project.root, "lv/0002_widen", 'ALTER TABLE lv."Item" ALTER COLUMN qty TYPE bigint;\n')
+    write(project.root, "lv/0003_note", 'ALTER TABLE lv."Item" ADD COLUMN note text;\n')
+    result = project.migrate(dry_run=True)
+    assert [(s.key, s.refused is not None) for s in result.steps] == [("lv/0002_widen", True)]
+    assert "rewrite" in (result.steps[0].refused or "")
+    assert [s.key for s in project.migrate(dry_run=True, allow=["rewrite"]).steps] == [
+        "lv/0002_widen",
+        "lv/0003_note",
+    ]
+
+
+def test_status_shows_partial_and_marked_files(project: Project) -> None:
+    write(
+        project.root,
+        "lv/0002_two",
+        '-- nxdata: step 1\nALTER TABLE lv."Item" ADD COLUMN a int;\n'
+        "-- nxdata: step 2\nSELECT 1/0;\n",
+    )
+    with pytest.raises(MigrationError, match="step 2 failed"):
+        project.migrate()
+    write(project.root, "lv/0003_hand", "SELECT 1;\n")
+    mark_applied(project.url, project.root, ["lv/0003_hand"])
+    states = {f.name: s for f, s, _ in status(project.url, project.root)[0].files}
+    assert states == {"0001_base": "applied", "0002_two": "partial", "0003_hand": "marked"}
+    with pytest.raises(MigrationError, match="name the file with its schema: schema/0002_two"):
+        mark_applied(project.url, project.root, ["0002_two"])
+
+
+def _cli(*args: str) -> tuple[int, str, str]:
+    import io
+
+    from nxdata.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()

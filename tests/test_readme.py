@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import types
@@ -35,5 +36,15 @@ def test_readme_examples_run(monkeypatch: pytest.MonkeyPatch, test_database_url:
                 raise AssertionError(f"README python block {number} failed: {exc!r}") from exc
     finally:
         with psycopg.connect(test_database_url, autocommit=True) as conn:
-            for schema in ("shop", "licensing", "bank", "portal"):
+            for schema in ("shop", "licensing", "bank", "portal", "books"):
                 conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            if _role_exists(conn):  # roles are the server's: the example's goes too
+                conn.execute("DROP OWNED BY readme_reader")
+                with contextlib.suppress(psycopg.errors.DependentObjectsStillExist):
+                    conn.execute("DROP ROLE readme_reader")  # unless another database uses it
+
+
+def _role_exists(conn: psycopg.Connection[tuple[object, ...]]) -> bool:
+    return (
+        conn.execute("SELECT FROM pg_roles WHERE rolname = 'readme_reader'").fetchone() is not None
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -264,7 +265,16 @@ class _StepFailed(Exception):
         step = (
             f" step {self.step.number}" if self.step.number > 1 or not self.step.transaction else ""
         )
-        message = f"{self.file.key}{step} failed and was rolled back{where}: {_message(self.error)}"
+        if self.step.transaction:
+            message = (
+                f"{self.file.key}{step} failed and was rolled back{where}: {_message(self.error)}"
+            )
+        else:
+            message = (
+                f"{self.file.key}{step} failed outside a transaction{where}: "
+                f"{_message(self.error)} (statements of this step before it stay done; an "
+                "invalid index it left is dropped and built again by the next migrate)"
+            )
         if isinstance(self.error, _RETRYABLE):
             tries = attempts + 1
             message += (
@@ -304,10 +314,13 @@ def _run_step(
         except psycopg.Error as exc:
             raise _StepFailed(file, step, _line(text, *current, exc), exc) from exc
         return
-    # Outside a transaction: one statement at a time, the session's lock_timeout around them.
-    conn.execute("SELECT set_config('lock_timeout', %s, false)", [policy.setting])
+    # Outside a transaction: one statement at a time. A CONCURRENTLY build waits for every
+    # transaction that is running, by design, and blocks nobody meanwhile: no lock_timeout for
+    # it (it would fail behind any long transaction). Anything else gets the bound.
     try:
         for offset, statement in statements:
+            bound = "0" if _concurrently(statement) else policy.setting
+            conn.execute("SELECT set_config('lock_timeout', %s, false)", [bound])
             try:
                 _drop_invalid_index(conn, statement)
                 conn.execute(statement)
@@ -322,6 +335,19 @@ def _run_step(
     finally:
         if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             conn.execute("RESET lock_timeout")
+
+
+_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
+
+
+def _concurrently(statement: str) -> bool:
+    """Whether a statement is ``CREATE/DROP/REINDEX ... CONCURRENTLY`` (or ``REFRESH
+    MATERIALIZED VIEW CONCURRENTLY``), judged on its first line of SQL."""
+    code = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+    head = code.lstrip()[:200]
+    return bool(_CONCURRENTLY.search(head)) and head.upper().startswith(
+        ("CREATE", "DROP", "REINDEX", "REFRESH")
+    )
 
 
 def _record(

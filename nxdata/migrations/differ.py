@@ -11,7 +11,13 @@ for the SQL our declarations produce:
 - **foreign keys after the keys they reference**: migra adds constraints in name order, so
   ``FK_...`` comes before ``UQ_...`` and a foreign key to a unique constraint added in the same
   file fails. We move foreign-key additions (and their ``VALIDATE``) to the end.
-- **table comments**: migra does not compare comments; we emit ``COMMENT ON TABLE``.
+- **comments, sequence options, FORCE ROW LEVEL SECURITY, privileges**: migra compares none
+  of these (its privileges cover tables only); `catalog` compares them from the catalogs.
+- **objects made outside the declarations**: migra drops every index, view, function, trigger,
+  policy or grant the declarations lack. A drop of one that no declaration owns and no generated
+  migration created is an ``drops-object`` hazard (refused without ``--unsafe``); objects matching
+  an `Unmanaged` pattern are left out of the diff altogether.
+- **roles**: a grant or policy naming a declared `Role` is preceded by its idempotent creation.
 - **identity added to an existing column**: migra's ``ADD GENERATED ... AS IDENTITY`` starts the
   sequence at 1, so the next insert collides with the rows already there; we add a ``setval`` to
   one past the column's maximum.
@@ -24,18 +30,35 @@ inputs give byte-identical text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from ..config import sqlalchemy_url
 from ..errors import MigrationError
+from ..objects import Role, Unmanaged
 from ..table import Schema, _quote
 from ._extras import missing_extras
-from .hazards import Hazard, UnsafeStatement, classify
+from .catalog import (
+    Ownership,
+    column_dependents,
+    comment_statements,
+    declared_objects,
+    dropped_objects,
+    generated_objects,
+    privilege_statements,
+    recreated_index_statements,
+    recreated_objects,
+    rls_force_statements,
+    sequence_statements,
+    view_option_statements,
+)
+from .hazards import RECIPES, Hazard, UnsafeStatement, classify
 from .inspect import target_state
 from .online import Step, plan_steps
 from .renames import Renames, fold_renames
@@ -209,37 +232,37 @@ def _fix_statements(statements: Sequence[str]) -> list[str]:
         stmt = _parse(statement)
         if stmt is None or _is_extension(stmt):
             continue
+        statement = _without_truncating_cast(stmt, statement)
         (foreign_keys if _is_foreign_key(stmt) else front).append(statement)
         front += _identity_restarts(stmt)
     return front + foreign_keys
 
 
+_TRUNCATING_TYPES = frozenset({"varchar", "bpchar", "bit", "varbit"})
+_USING = re.compile(r"\s+using\s+.*;$", re.IGNORECASE | re.DOTALL)
+
+
+def _without_truncating_cast(stmt: Any, statement: str) -> str:
+    """migra writes ``ALTER COLUMN c TYPE varchar(5) USING c::varchar(5)``: an explicit cast to
+    a shorter ``varchar``/``char``/``bit`` *truncates* values silently, where the assignment
+    cast the plain ``ALTER ... TYPE`` uses fails on them. The ``USING`` goes."""
+    if type(stmt).__name__ != "AlterTableStmt" or len(stmt.cmds or ()) != 1:
+        return statement
+    cmd = stmt.cmds[0]
+    if cmd.subtype != AlterTableType.AT_AlterColumnType:
+        return statement
+    using: Any = getattr(cmd.def_, "raw_default", None)
+    if type(using).__name__ != "TypeCast" or type(using.arg).__name__ != "ColumnRef":
+        return statement
+    fields = [getattr(f, "sval", None) for f in using.arg.fields]
+    names = [getattr(n, "sval", "") for n in using.typeName.names]
+    if fields != [cmd.name] or not names or names[-1] not in _TRUNCATING_TYPES:
+        return statement
+    return _USING.sub(";", statement)
+
+
 def _installed_extensions(conn: psycopg.Connection[Any]) -> set[str]:
     return {r[0] for r in conn.execute("SELECT extname FROM pg_extension").fetchall()}
-
-
-def _table_comments(conn: psycopg.Connection[Any], schema: str) -> dict[str, str | None]:
-    rows = conn.execute(
-        "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
-        [schema],
-    ).fetchall()
-    return {r[0]: r[1] for r in rows}
-
-
-def _comment_statements(
-    schema: str, current: dict[str, str | None], declared: dict[str, str | None]
-) -> list[str]:
-    out = []
-    for table, comment in declared.items():
-        if table in current and current[table] != comment:
-            literal = "NULL" if comment is None else "'" + comment.replace("'", "''") + "'"
-            out.append(f"COMMENT ON TABLE {_quote(schema)}.{_quote(table)} IS {literal};")
-        elif table not in current and comment is not None:
-            literal = "'" + comment.replace("'", "''") + "'"
-            out.append(f"COMMENT ON TABLE {_quote(schema)}.{_quote(table)} IS {literal};")
-    return out
 
 
 def count_failing_rows(
@@ -284,11 +307,16 @@ def diff_databases(
     schemas: Sequence[Schema],
     *,
     renames: Renames | None = None,
+    migrations: Path | None = None,
+    unmanaged: Sequence[Unmanaged] = (),
 ) -> list[SchemaDiff]:
     """One `SchemaDiff` per schema (in `schema_order`), from the target to the declared database.
 
     `declared_url` is a database built from the declarations (see `throwaway_database`), with
     the old names of `renames` given back; their ``RENAME`` statements end each schema's diff.
+    Objects matching `unmanaged` (or a schema's own `Schema.unmanaged` patterns) are left out;
+    a drop of one that the declarations do not hold and no generated file of `migrations`
+    created is an ``drops-object`` hazard.
     """
     renames = renames or Renames()
     try:
@@ -296,6 +324,7 @@ def diff_databases(
     except ImportError as exc:
         raise missing_extras(exc) from None
     out: list[SchemaDiff] = []
+    generated = generated_objects(migrations)
     with (
         connect(target_url) as target,
         connect(declared_url) as declared,
@@ -310,11 +339,31 @@ def diff_databases(
             migration.add_all_changes()
             statements = _fix_statements([_normalize(s) for s in migration.statements])
             statements = fold_renames(statements, target)
-            statements += _comment_statements(
-                schema.name,
-                _table_comments(target, schema.name),
-                _table_comments(declared, schema.name),
+            before, after = column_dependents(target, declared, schema.name, statements)
+            if before:
+                first = next(
+                    (i for i, s in enumerate(statements) if "set data type" in s.lower()),
+                    len(statements),
+                )
+                statements = statements[:first] + before + statements[first:]
+            statements += after
+            recreated = recreated_objects(statements)
+            statements += recreated_index_statements(declared, recreated, statements)
+            statements += sequence_statements(target, declared, schema.name)
+            statements += rls_force_statements(target, declared, schema.name)
+            statements += view_option_statements(target, declared, schema.name, statements)
+            statements += comment_statements(target, declared, schema.name, recreated=recreated)
+            grants, revokes = privilege_statements(
+                target, declared, schema.name, recreated=recreated
             )
+            statements += grants
+            ownership = Ownership(
+                declared_objects(declared, schema.name),
+                generated,
+                (*unmanaged, *getattr(schema, "unmanaged_objects", ())),
+            )
+            statements, unowned = _ownership(statements, ownership, revokes)
+            statements = _roles_first(statements, getattr(schema, "roles", ()))
             statements += renames.statements(schema.name)
             missing = [e for e in schema.extensions if e not in installed]
             if missing:
@@ -323,7 +372,7 @@ def diff_databases(
                     for e in sorted(missing)
                 ] + statements
             steps = plan_steps(statements, state)
-            hazards = classify(
+            hazards = unowned + classify(
                 [s for step in steps for s in step.statements],
                 state,
                 steps=[step.statements for step in steps if step.transaction],
@@ -339,4 +388,92 @@ def diff_databases(
                     tuple(hazards),
                 )
             )
+    return out
+
+
+def _ownership(
+    statements: Sequence[str], ownership: Ownership, revokes: Sequence[Any]
+) -> tuple[list[str], list[Hazard]]:
+    """`statements` without those that drop or revoke what `ownership` leaves alone, and a
+    ``drops-object`` hazard for each that drops a view, function, trigger, policy, sequence,
+    grant or row-level security the declarations no longer hold (an index or a constraint only
+    when no generated migration created it: removing a declared index is routine)."""
+    revoked = {p.statement(revoke=True): p for p in revokes}
+    kept: list[str] = []
+    hazards: list[Hazard] = []
+    for statement in statements:
+        privilege = revoked.get(statement)
+        if privilege is not None:
+            if ownership.leaves_alone(("grant", privilege.role)):
+                continue
+            granted = {
+                ("grant", f"{privilege.identity} {privilege.privilege} {privilege.role}"),
+                ("grant", f"{privilege.identity} all {privilege.role}"),
+            }
+            what = f"revokes {privilege.privilege} on {privilege.identity} from {privilege.role}"
+            hazards.append(_dropped(statement, what, generated=bool(granted & ownership.generated)))
+            kept.append(statement)
+            continue
+        dropped = dropped_objects(statement)
+        if dropped and all(ownership.leaves_alone(key) for key in dropped):
+            continue
+        for key in dropped:
+            kind, identity = key
+            if key in ownership.declared or ownership.leaves_alone(key):
+                continue  # dropped to be created again, or left alone
+            generated = key in ownership.generated
+            if generated and kind in ("index", "constraint"):
+                continue
+            what = (
+                f"switches off row level security on {identity}"
+                if kind == "row level security"
+                else f"drops {kind} {identity}"
+            )
+            hazards.append(_dropped(statement, what, generated=generated))
+        kept.append(statement)
+    return kept, hazards
+
+
+def _dropped(statement: str, what: str, *, generated: bool) -> Hazard:
+    if generated:
+        return Hazard(
+            "drops-object",
+            statement,
+            f"{what}, removed from the declarations",
+            RECIPES["drop-declared"],
+        )
+    return Hazard(
+        "drops-object",
+        statement,
+        f"{what}, which no declaration owns and no generated migration created (made by hand?)",
+        RECIPES["drops-object"],
+    )
+
+
+def _roles_first(statements: Sequence[str], roles: Sequence[Role]) -> list[str]:
+    """`statements`, preceded by the idempotent creation of each declared role they grant to or
+    name in a policy: a fresh database gets the role from the migration itself."""
+    named: set[str] = set()
+    for statement in statements:
+        named |= _roles_named(statement)
+    return [r.create_statement() for r in roles if r.name in named] + list(statements)
+
+
+def _roles_named(statement: str) -> set[str]:
+    """Roles a ``GRANT`` gives to or a ``CREATE/ALTER POLICY`` applies to."""
+    try:
+        parsed = parse_sql(statement)
+    except ParseError:
+        return set()
+    out: set[str] = set()
+    for raw in parsed:
+        stmt: Any = raw.stmt
+        kind = type(stmt).__name__
+        if kind == "GrantStmt" and stmt.is_grant:
+            specs = stmt.grantees
+        elif kind in ("CreatePolicyStmt", "AlterPolicyStmt"):
+            specs = stmt.roles
+        else:
+            continue
+        out |= {spec.rolename for spec in specs or () if getattr(spec, "rolename", None)}
     return out

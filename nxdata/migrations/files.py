@@ -41,6 +41,7 @@ __all__ = [
     "MigrationFile",
     "check_kinds",
     "checksum",
+    "checksum_matches",
     "list_files",
     "next_file",
     "parse_allow",
@@ -55,7 +56,7 @@ _EXPECTED = (
     "expected NNNN_label.sql, e.g. 0007_add_index.sql "
     "(four digits, an underscore, then lowercase letters, digits and underscores)"
 )
-HAZARD_KINDS = ("data-loss", "rewrite", "long-lock", "fails-on-data", "breaking")
+HAZARD_KINDS = ("data-loss", "rewrite", "long-lock", "fails-on-data", "breaking", "drops-object")
 """The kinds of hazard a migration statement can have (see `nxdata.migrations.hazards`)."""
 ALLOW_NEEDED = frozenset({"data-loss", "rewrite", "long-lock", "breaking"})
 """Hazards `nxdata migrate` refuses unless allowed (``--allow`` or a ``-- nxdata: allow`` line).
@@ -177,6 +178,17 @@ def _bad_name(path: Path) -> MigrationError:
 def checksum(text: str) -> str:
     """sha256 hex digest of SQL text with ``\\r\\n`` read as ``\\n``."""
     return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
+
+
+_ALLOW_LINE = re.compile(r"^--\s*nxdata:\s*allow\b.*\n?", re.MULTILINE)
+
+
+def checksum_matches(text: str, recorded: str) -> bool:
+    """Whether `text` is what was applied with checksum `recorded`. A ``-- nxdata: allow``
+    line added after the file was applied (a reviewer's acceptance, written down later) is
+    not a change: it holds no SQL."""
+    normalized = text.replace("\r\n", "\n")
+    return recorded in (checksum(normalized), checksum(_ALLOW_LINE.sub("", normalized)))
 
 
 def parse_requires(text: str) -> tuple[str, ...]:

@@ -10,13 +10,15 @@ from pathlib import Path
 
 from ..ddl import create_statements
 from ..errors import MigrationError, UnsafeMigrationError
+from ..objects import Unmanaged
+from ..objects import quote_ident as _quote
 from .differ import SchemaDiff, count_failing_rows, diff_databases
 from .discovery import Models
 from .files import MigrationFile, list_files, next_file, slugify
 from .hazards import HAZARD_KINDS, Hazard, UnsafeStatement, classify, parse
 from .inspect import target_state, undeclared_schemas
 from .renames import declared_renames, rename_hints
-from .runner import pending_files, pending_summary
+from .runner import check_folder, pending_files, pending_summary
 from .throwaway import THROWAWAY_PREFIX, connect, throwaway_database
 
 __all__ = [
@@ -37,6 +39,8 @@ class GeneratedFile:
     file: MigrationFile
     text: str
     diff: SchemaDiff
+    refused: str | None = None
+    """In a dry run: why the real run would refuse (and write nothing), else None."""
 
 
 def diff_models(
@@ -44,12 +48,15 @@ def diff_models(
     models: Models,
     schemas: Sequence[str] | None = None,
     *,
+    migrations: Path | None = None,
+    unmanaged: Sequence[Unmanaged] = (),
     throwaway_prefix: str = THROWAWAY_PREFIX,
 ) -> list[SchemaDiff]:
     """Per schema (dependency order), what it takes to bring `url`'s database to the declarations.
 
     The throwaway database holds *every* declared schema, so foreign keys into schemas not being
-    diffed resolve.
+    diffed resolve. Objects matching `unmanaged` are left alone; what the generated files of
+    `migrations` created counts as declared once (see `catalog.Ownership`).
     """
     selected = models.select(list(schemas) if schemas is not None else None)
     with connect(url) as conn:
@@ -57,7 +64,14 @@ def diff_models(
     # The throwaway gets the old names of declared renames back: see `renames`.
     statements = create_statements(models.select(None)) + renames.undo()
     with throwaway_database(url, statements, prefix=throwaway_prefix) as declared_url:
-        return diff_databases(url, declared_url, selected, renames=renames)
+        return diff_databases(
+            url,
+            declared_url,
+            selected,
+            renames=renames,
+            migrations=migrations,
+            unmanaged=unmanaged,
+        )
 
 
 def render(diff: SchemaDiff, requires: Sequence[str] = (), *, allow: Sequence[str] = ()) -> str:
@@ -161,14 +175,16 @@ def generate_migrations(
     dry_run: bool = False,
     data_checks: bool = True,
     ignore_schemas: Sequence[str] = (),
+    unmanaged: Sequence[Unmanaged] = (),
     throwaway_prefix: str = THROWAWAY_PREFIX,
 ) -> list[GeneratedFile]:
     """Diff the database against the declarations and write one file per changed schema.
 
     Every hazard goes in the file's header with its recipe. With `data_checks`, the rows that
     would make a ``fails-on-data`` statement fail are counted on the target first. Raises
-    `UnsafeMigrationError` (writing nothing) when a statement loses data, or rows would fail,
-    and `unsafe` is false; with `unsafe` the file gets a ``-- nxdata: allow`` line for its
+    `UnsafeMigrationError` (writing nothing) when a statement loses data, drops an object that no
+    declaration owns (`unmanaged` patterns leave such objects out of the diff), or rows would
+    fail, and `unsafe` is false; with `unsafe` the file gets a ``-- nxdata: allow`` line for its
     hazards. `MigrationError` when the database has pending files for these schemas. With
     `dry_run` the files (unsafe or not) are returned but not written. An unchanged database
     gives []. The file label defaults to one derived from the change (`change_label`). With every
@@ -181,10 +197,22 @@ def generate_migrations(
     # A diff against a database that lacks a pending file would write that file's changes again:
     # the duplicate then fails on migrate ("column already exists").
     names = [s.name for s in models.select(list(schemas) if schemas is not None else None)]
+    check_folder(url, root, names)
     pending = pending_files(url, root, names)
     if pending:
         raise MigrationError(f"{pending_summary(pending)}: run `nxdata migrate` first")
-    diffs = [d for d in diff_models(url, models, schemas, throwaway_prefix=throwaway_prefix) if d]
+    diffs = [
+        d
+        for d in diff_models(
+            url,
+            models,
+            schemas,
+            migrations=root,
+            unmanaged=unmanaged,
+            throwaway_prefix=throwaway_prefix,
+        )
+        if d
+    ]
     if schemas is None:
         diffs += drop_undeclared(url, models, ignore_schemas)
     if data_checks:
@@ -193,53 +221,84 @@ def generate_migrations(
         ]
     dangerous = [u for d in diffs for u in d.unsafe]
     failing = [h for d in diffs for h in d.hazards if h.kind == "fails-on-data" and h.rows]
-    if (dangerous or failing) and not unsafe and not dry_run:
+    dropping = [h for d in diffs for h in d.hazards if h.kind == "drops-object"]
+    refusal: str | None = None
+    if (dangerous or failing or dropping) and not unsafe:
         lines = [f"  {d.schema}: {h} (recipe: {h.recipe})" for d in diffs for h in _refused(d)]
         with connect(url) as conn:
             state = target_state(conn)
         hints = [hint for d in diffs for hint in rename_hints(d.statements, state)]
         lines += [f"  hint: {hint}" for hint in hints]
-        what = "would lose data" if dangerous else "would fail on existing rows"
+        what = (
+            "would lose data"
+            if dangerous
+            else "would drop objects the declarations do not hold"
+            if dropping
+            else "would fail on existing rows"
+        )
         # A rename seen as drop + add: --unsafe would drop the data, so it is not the advice.
-        advice = (
-            "declare the rename (see the hint), or, if the data may go, rerun with --unsafe"
-            if hints
-            else "fix it, or rerun with --unsafe to accept (the file then says so, and "
-            "`nxdata migrate` applies it)"
-        )
-        raise UnsafeMigrationError(
-            f"the migration {what}; {advice}:\n" + "\n".join(lines),
-            statements=[u.statement for u in dangerous] + [h.statement for h in failing],
-        )
+        if hints:
+            advice = (
+                "declare the rename (see the hint), or, if the data may go, rerun with --unsafe"
+            )
+        elif dangerous or dropping:
+            advice = (
+                "fix it, or rerun with --unsafe to accept (the file then says so in an allow "
+                "line, and `nxdata migrate` applies it)"
+            )
+        else:
+            advice = (
+                "fix those rows first; --unsafe writes the file anyway, but `nxdata migrate` "
+                "refuses it while rows would fail"
+            )
+        refusal = f"the migration {what}; {advice}:\n" + "\n".join(lines)
+        if not dry_run:
+            raise UnsafeMigrationError(
+                refusal,
+                statements=[u.statement for u in dangerous]
+                + [h.statement for h in failing + dropping],
+            )
     slug = slugify(label) if label else change_label(diffs)
     out: list[GeneratedFile] = []
     planned: dict[str, MigrationFile] = {}
     for diff in diffs:
         file = next_file(root, diff.schema, slug)
         requires = _requires(root, diff, planned)
-        allow = sorted({h.kind for h in diff.hazards}) if unsafe else []
+        # --unsafe accepts the statements that were refused, with all their hazards (a dropped
+        # column also breaks code that reads it), nothing more: a rewrite elsewhere in the file
+        # still waits for a reviewer's allow line; rows that would fail still stop migrate.
+        accepted = {h.statement for h in _refused(diff)}
+        allow = sorted(
+            {h.kind for h in diff.hazards if h.statement in accepted and h.kind != "fails-on-data"}
+            if unsafe
+            else set()
+        )
         text = render(diff, requires, allow=allow)
         file = MigrationFile(file.schema, file.number, file.label, file.path, tuple(requires))
         if not dry_run:
             file.path.parent.mkdir(parents=True, exist_ok=True)
             file.path.write_text(text, encoding="utf-8")
         planned[diff.schema] = file
-        out.append(GeneratedFile(file, text, diff))
+        out.append(GeneratedFile(file, text, diff, refusal))
     return out
 
 
 def drop_undeclared(url: str, models: Models, ignore: Sequence[str] = ()) -> list[SchemaDiff]:
     """A diff that drops each schema of the database no declaration names (see
-    `undeclared_schemas`)."""
+    `undeclared_schemas`) — but never ``public`` (extensions live there), nor a schema that
+    objects elsewhere depend on (``CASCADE`` would take them too): `kept_schemas` says why."""
     declared = [s.name for s in models.select(None)]
     undeclared = undeclared_schemas(url, declared, ignore)
     if not undeclared:
         return []
+    kept = kept_schemas(url, [name for name, _ in undeclared])
     with connect(url) as conn:
         state = target_state(conn)
     out = []
     for name, _ in undeclared:
-        statement = f'DROP SCHEMA "{name}" CASCADE;'
+        if name in kept:
+            continue
+        statement = f"DROP SCHEMA {_quote(name)} CASCADE;"
         hazards = tuple(classify([statement], state))
         unsafe = tuple(
             UnsafeStatement(h.statement, h.reason + " (a schema no declaration names)")
@@ -250,10 +309,63 @@ def drop_undeclared(url: str, models: Models, ignore: Sequence[str] = ()) -> lis
     return out
 
 
+def kept_schemas(url: str, names: Sequence[str]) -> dict[str, str]:
+    """Of the undeclared schemas `names`, those a diff never drops, with the reason: ``public``,
+    and schemas that objects of other schemas depend on (a column of one of its types, a
+    foreign key into one of its tables, a view over it)."""
+    out: dict[str, str] = {}
+    if "public" in names:
+        out["public"] = (
+            "nxdata never drops public (extensions live there): declare its objects, drop them "
+            "by hand, or list public in [tool.nxdata] ignore_schemas"
+        )
+    others = [n for n in names if n != "public"]
+    if not others:
+        return out
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT rn.nspname, pg_describe_object(d.classid, d.objid, d.objsubid)"
+            " FROM pg_depend d"
+            " JOIN pg_namespace rn ON rn.oid = CASE d.refclassid"
+            "   WHEN 'pg_class'::regclass THEN (SELECT relnamespace FROM pg_class"
+            "     WHERE oid = d.refobjid)"
+            "   WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_type"
+            "     WHERE oid = d.refobjid)"
+            "   WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc"
+            "     WHERE oid = d.refobjid) END"
+            " JOIN pg_namespace dn ON dn.oid = CASE d.classid"
+            "   WHEN 'pg_class'::regclass THEN (SELECT relnamespace FROM pg_class"
+            "     WHERE oid = d.objid)"
+            "   WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_type"
+            "     WHERE oid = d.objid)"
+            "   WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc"
+            "     WHERE oid = d.objid)"
+            "   WHEN 'pg_constraint'::regclass THEN (SELECT connamespace FROM pg_constraint"
+            "     WHERE oid = d.objid)"
+            "   WHEN 'pg_rewrite'::regclass THEN (SELECT c.relnamespace FROM pg_rewrite r"
+            "     JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)"
+            "   WHEN 'pg_attrdef'::regclass THEN (SELECT c.relnamespace FROM pg_attrdef a"
+            "     JOIN pg_class c ON c.oid = a.adrelid WHERE a.oid = d.objid) END"
+            " WHERE rn.nspname = ANY(%s) AND dn.nspname <> rn.nspname"
+            " AND d.deptype IN ('n', 'a') ORDER BY 1, 2",
+            [others],
+        ).fetchall()
+    for schema, what in rows:
+        if schema not in out:
+            out[schema] = (
+                f"objects of other schemas depend on it ({what}"
+                + (", ..." if sum(r[0] == schema for r in rows) > 1 else "")
+                + "): DROP SCHEMA ... CASCADE would take them too; remove those first"
+            )
+    return out
+
+
 def _refused(diff: SchemaDiff) -> list[Hazard]:
     """The hazards that stop `generate_migrations` without ``unsafe``."""
     return [
-        h for h in diff.hazards if h.kind == "data-loss" or (h.kind == "fails-on-data" and h.rows)
+        h
+        for h in diff.hazards
+        if h.kind in ("data-loss", "drops-object") or (h.kind == "fails-on-data" and h.rows)
     ]
 
 
@@ -263,11 +375,19 @@ def check_drift(
     schemas: Sequence[str] | None = None,
     *,
     ignore_schemas: Sequence[str] = (),
+    unmanaged: Sequence[Unmanaged] = (),
     throwaway_prefix: str = THROWAWAY_PREFIX,
 ) -> list[SchemaDiff]:
     """The schemas whose database state differs from the declarations (empty: no drift); with
-    every schema (`schemas` None), also those of the database that no declaration names."""
-    drift = [d for d in diff_models(url, models, schemas, throwaway_prefix=throwaway_prefix) if d]
+    every schema (`schemas` None), also those of the database that no declaration names.
+    Objects matching `unmanaged` are no drift."""
+    drift = [
+        d
+        for d in diff_models(
+            url, models, schemas, unmanaged=unmanaged, throwaway_prefix=throwaway_prefix
+        )
+        if d
+    ]
     if schemas is None:
         drift += drop_undeclared(url, models, ignore_schemas)
     return drift

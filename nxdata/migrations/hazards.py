@@ -14,7 +14,12 @@ Hazard kinds (each `Hazard` names its statement, the reason and the recipe):
 - ``fails-on-data``: fails when existing rows do not fit: a ``NOT NULL`` column without a
   default, ``SET NOT NULL``, a new unique index, foreign key or CHECK on an existing table
   (`data_checks` counts the rows that would fail).
-- ``breaking``: code that is running now stops working: a dropped or renamed column or table.
+- ``breaking``: code that is running now stops working: a dropped or renamed column or table,
+  a dropped view, function or procedure.
+- ``drops-object`` (found by ``nxdata diff``, which knows the declarations): a drop of a view,
+  function, trigger, policy, sequence, grant or row-level security that the declarations no
+  longer hold — removed from them, or (when no generated migration created it) made by hand;
+  and of an index or constraint made by hand.
 
 Only existing tables matter: a table created in the same migration is empty and new.
 """
@@ -54,7 +59,9 @@ __all__ = [
     "unsafe_statements",
 ]
 
-HazardKind = Literal["data-loss", "rewrite", "long-lock", "fails-on-data", "breaking"]
+HazardKind = Literal[
+    "data-loss", "rewrite", "long-lock", "fails-on-data", "breaking", "drops-object"
+]
 
 RECIPES: dict[str, str] = {
     "drop-column": (
@@ -92,6 +99,17 @@ RECIPES: dict[str, str] = {
     "rename": (
         "expand and contract: add the new name, write both, move the readers, then drop the "
         "old one; or rename when no running code uses the old name"
+    ),
+    "drop-code": (
+        "deploy code that no longer uses it first, then drop it in a later migration "
+        "(allow breaking)"
+    ),
+    "drops-object": (
+        "declare it to keep it; or leave it alone for good with [tool.nxdata] unmanaged / "
+        "schema.unmanaged(...); rerun with --unsafe only if it should go"
+    ),
+    "drop-declared": (
+        "make sure nothing uses it any more (deploy that code first), then rerun with --unsafe"
     ),
 }
 
@@ -149,11 +167,14 @@ _DATA_OBJECTS = {
     ObjectType.OBJECT_SEQUENCE: "drops sequence",
     ObjectType.OBJECT_TYPE: "drops type",
     ObjectType.OBJECT_DOMAIN: "drops domain",
+    ObjectType.OBJECT_EXTENSION: "drops extension",
+}
+# Objects that hold no data but that running code calls or reads.
+_CODE_OBJECTS = {
     ObjectType.OBJECT_VIEW: "drops view",
     ObjectType.OBJECT_MATVIEW: "drops materialized view",
     ObjectType.OBJECT_FUNCTION: "drops function",
     ObjectType.OBJECT_PROCEDURE: "drops procedure",
-    ObjectType.OBJECT_EXTENSION: "drops extension",
 }
 
 _ALIASES = {
@@ -330,12 +351,15 @@ def classify(
     def exists(key: TableKey) -> bool:
         return key not in created and (everything_exists or key in state.tables)
 
+    recreated = _recreated(statements)
     for statement in statements:
         for stmt in parse(statement):
             kind = type(stmt).__name__
             if kind == "CreateStmt":
                 created.add(_table(stmt.relation))
                 continue
+            if kind == "DropStmt" and _drop_keys(stmt) and _drop_keys(stmt) <= recreated:
+                continue  # dropped to be created again (a view around a column change)
             out += _hazards(stmt, statement, state, exists, valid_checks)
     if steps is not None:
         out += _validate_in_same_transaction(steps, state, exists)
@@ -351,12 +375,22 @@ def _hazards(
 ) -> list[Hazard]:
     kind = type(stmt).__name__
     if kind == "DropStmt":
+        names = ", ".join(_object_name(obj) for obj in stmt.objects or ())
+        code = _CODE_OBJECTS.get(stmt.removeType)
+        if code is not None:
+            return [
+                Hazard(
+                    "breaking",
+                    statement,
+                    f"{code} {names}: code that uses it fails",
+                    RECIPES["drop-code"],
+                )
+            ]
         reason = _DATA_OBJECTS.get(stmt.removeType)
         if reason is None:
             return []
-        names = ", ".join(_object_name(obj) for obj in stmt.objects or ())
         out = [Hazard("data-loss", statement, f"{reason} {names}".strip(), RECIPES["drop"])]
-        if stmt.removeType in (ObjectType.OBJECT_TABLE, ObjectType.OBJECT_VIEW):
+        if stmt.removeType == ObjectType.OBJECT_TABLE:
             out.append(
                 Hazard(
                     "breaking",
@@ -401,6 +435,47 @@ def _hazards(
     out = []
     for cmd in stmt.cmds or ():
         out += _alter_hazards(cmd, key, statement, state, exists, valid_checks)
+    return out
+
+
+_RECREATABLE = {
+    ObjectType.OBJECT_VIEW: "view",
+    ObjectType.OBJECT_MATVIEW: "view",
+    ObjectType.OBJECT_FUNCTION: "function",
+    ObjectType.OBJECT_PROCEDURE: "function",
+}
+
+
+def _drop_keys(stmt: Any) -> set[tuple[str, str]]:
+    """(kind, schema.name) of the views and functions a DROP names."""
+    kind = _RECREATABLE.get(stmt.removeType)
+    if kind is None:
+        return set()
+    out = set()
+    for obj in stmt.objects or ():
+        name = _object_name(getattr(obj, "objname", None) or obj)
+        out.add((kind, name if "." in name else f"public.{name}"))
+    return out
+
+
+def _recreated(statements: Sequence[str]) -> set[tuple[str, str]]:
+    """(kind, schema.name) of the views and functions the statements create."""
+    out: set[tuple[str, str]] = set()
+    for statement in statements:
+        try:
+            parsed = parse(statement)
+        except MigrationError:
+            continue
+        for stmt in parsed:
+            kind = type(stmt).__name__
+            if kind == "ViewStmt":
+                out.add(("view", f"{stmt.view.schemaname or 'public'}.{stmt.view.relname}"))
+            elif kind == "CreateTableAsStmt" and stmt.into is not None:
+                rel = stmt.into.rel
+                out.add(("view", f"{rel.schemaname or 'public'}.{rel.relname}"))
+            elif kind == "CreateFunctionStmt":
+                names = [str(getattr(p, "sval", "")) for p in stmt.funcname]
+                out.add(("function", ".".join(names) if len(names) > 1 else f"public.{names[0]}"))
     return out
 
 
@@ -462,6 +537,18 @@ def _alter_hazards(
                     RECIPES["narrow"],
                 )
             )
+            check = _misfits_check(key, cmd.name, new)
+            if exists(key) and check is not None:
+                out.append(
+                    Hazard(
+                        "fails-on-data",
+                        statement,
+                        f"changes the type of {table}.{cmd.name} ({what}): fails on values "
+                        f"that do not fit {new.text()}",
+                        RECIPES["narrow"],
+                        check=check,
+                    )
+                )
         if exists(key) and (old_text is None or rewrites(normalize_type(old_text), new)):
             what = f"{old_text} to {new.text()}" if old_text else f"to {new.text()}"
             out.append(
@@ -546,6 +633,33 @@ def _add_column_hazards(column: Any, key: TableKey, statement: str) -> list[Haza
             )
         )
     return out
+
+
+_INTEGER_RANGES = {
+    "smallint": (-32768, 32767),
+    "integer": (-2147483648, 2147483647),
+    "bigint": (-9223372036854775808, 9223372036854775807),
+}
+
+
+def _misfits_check(key: TableKey, column: str, new: _Type) -> str | None:
+    """A count of the values of `column` that the narrower type `new` cannot hold (too long,
+    out of range), or None when there is no simple test."""
+    col = _quote(column)
+    where = None
+    if new.array:
+        return None
+    if new.name in ("varchar", "char", "bit varying", "bit") and new.mods:
+        where = f"char_length({col}::text) > {new.mods[0]}"
+    elif new.name in _INTEGER_RANGES:
+        low, high = _INTEGER_RANGES[new.name]
+        where = f"{col}::numeric NOT BETWEEN {low} AND {high}"
+    elif new.name == "numeric" and len(new.mods) >= 1:
+        digits = new.mods[0] - (new.mods[1] if len(new.mods) > 1 else 0)
+        where = f"abs({col}::numeric) >= 1e{digits}"
+    if where is None:
+        return None
+    return f"SELECT count(*) FROM {_name(key)} WHERE {where}"
 
 
 def _volatile(expression: Any) -> bool:
@@ -650,10 +764,10 @@ def _duplicates_check(index: Any, key: TableKey) -> str | None:
         return None
     not_null = " AND ".join(f"{p} IS NOT NULL" for p in parts)
     where = f"({deparse(index.whereClause)}) AND {not_null}" if index.whereClause else not_null
-    # The rows that share a key with another one (each group's count, summed).
+    # The rows beyond the first of each key: what must go or change for the index to build.
     return (
-        f"SELECT coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {_name(key)} WHERE {where} "
-        f"GROUP BY {', '.join(parts)} HAVING count(*) > 1) AS duplicates"
+        f"SELECT coalesce(sum(n - 1), 0) FROM (SELECT count(*) AS n FROM {_name(key)} "
+        f"WHERE {where} GROUP BY {', '.join(parts)} HAVING count(*) > 1) AS duplicates"
     )
 
 

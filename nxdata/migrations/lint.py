@@ -15,7 +15,14 @@ import psycopg
 
 from ..errors import MigrationError
 from .apply import statements_of
-from .files import ALLOW_NEEDED, MigrationFile, list_files, parse_allow, split_steps
+from .files import (
+    ALLOW_NEEDED,
+    MigrationFile,
+    checksum_matches,
+    list_files,
+    parse_allow,
+    split_steps,
+)
 from .hazards import classify
 from .inspect import TargetState
 
@@ -76,8 +83,16 @@ def lint(
         with connect(url) as conn:
             applied = {e.key: e.checksum for e in read_journal(conn) if e.kind == "sql"}
     for file in files:
-        if file.key in applied and applied[file.key] != file.checksum:
+        if file.key in applied and not checksum_matches(file.read(), applied[file.key]):
             report.problems.append(f"{file.path}: changed after it was applied")
+    present = {f.key for f in files}
+    for key in sorted(applied):
+        schema = key.partition("/")[0]
+        if key not in present and (schemas is None or schema in schemas):
+            report.problems.append(
+                f"{root / key}.sql: applied to the database but missing from the folder "
+                "(restore it from version control)"
+            )
     pending = [f for f in files if f.key not in applied]
     from .runner import order_pending
 

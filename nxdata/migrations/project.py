@@ -4,6 +4,7 @@
     models = "schema"          # the package whose modules declare the schemas and processes
     migrations = "migrations"  # the folder of SQL files, one subfolder per schema
     ignore_schemas = ["audit", "tmp_*"]   # schemas made outside nxdata: never reported or dropped
+    unmanaged = ["index sale.idx_*", "grant reporting"]   # objects nxdata diff leaves alone
 
 Command-line options (``--models``, ``--migrations-dir``) override these values.
 """
@@ -15,7 +16,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DeclarationError
+from ..objects import Unmanaged
 
 __all__ = ["DEFAULT_MIGRATIONS", "DEFAULT_MODELS", "ProjectSettings", "load_settings"]
 
@@ -23,7 +25,7 @@ DEFAULT_MODELS = "schema"
 """The models package used when pyproject.toml names none."""
 DEFAULT_MIGRATIONS = "migrations"
 """The migrations folder used when pyproject.toml names none."""
-_KEYS = ("ignore_schemas", "migrations", "models")
+_KEYS = ("ignore_schemas", "migrations", "models", "unmanaged")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class ProjectSettings:
     models: str = DEFAULT_MODELS
     migrations: Path = Path(DEFAULT_MIGRATIONS)
     ignore_schemas: tuple[str, ...] = ()
+    unmanaged: tuple[Unmanaged, ...] = ()
 
     @property
     def migrations_dir(self) -> Path:
@@ -101,6 +104,20 @@ def load_settings(
     ignore = table.get("ignore_schemas", [])
     if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
         raise ConfigurationError("[tool.nxdata] ignore_schemas must be a list of names or patterns")
+    patterns = table.get("unmanaged", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise ConfigurationError(
+            "[tool.nxdata] unmanaged must be a list of 'kind pattern' strings, e.g. "
+            "'index sale.idx_*'"
+        )
+    try:
+        unmanaged = tuple(Unmanaged.parse(p) for p in patterns)
+    except DeclarationError as exc:
+        raise ConfigurationError(f"[tool.nxdata] {exc}") from None
     return ProjectSettings(
-        root=root, models=models_value, migrations=migrations_path, ignore_schemas=tuple(ignore)
+        root=root,
+        models=models_value,
+        migrations=migrations_path,
+        ignore_schemas=tuple(ignore),
+        unmanaged=unmanaged,
     )

@@ -23,7 +23,14 @@ from ..errors import (
     UnsafeMigrationError,
 )
 from .apply import DEFAULT_LOCK_POLICY, BlockerWatch, LockPolicy, apply_file, statements_of
-from .files import ALLOW_NEEDED, MigrationFile, list_files, parse_allow, split_steps
+from .files import (
+    ALLOW_NEEDED,
+    MigrationFile,
+    checksum_matches,
+    list_files,
+    parse_allow,
+    split_steps,
+)
 from .journal import (
     JournalEntry,
     acquire_lock,
@@ -55,7 +62,9 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None]
-FileState = Literal["applied", "pending", "tampered"]
+FileState = Literal["applied", "marked", "pending", "partial", "tampered"]
+"""``marked``: recorded by --mark-applied or a baseline, not run; ``partial``: some of its steps
+ran (the next migrate resumes after them)."""
 
 _HAZARD_LINE = re.compile(r"^--\s*hazard:\s*([a-z-]+):", re.MULTILINE)
 
@@ -67,6 +76,8 @@ class Step:
     kind: Literal["sql", "process"]
     key: str
     seconds: float = 0.0
+    refused: str | None = None
+    """In a dry run: why migrate would refuse this file (its hazards, rows that would fail)."""
 
 
 @dataclass(slots=True)
@@ -97,8 +108,8 @@ class SchemaStatus:
 
     @property
     def pending(self) -> list[MigrationFile]:
-        """Files not applied yet."""
-        return [f for f, state, _ in self.files if state == "pending"]
+        """Files not applied yet (or applied in part)."""
+        return [f for f, state, _ in self.files if state in ("pending", "partial")]
 
     @property
     def tampered(self) -> list[MigrationFile]:
@@ -126,7 +137,7 @@ def schema_folders(root: Path, schemas: Sequence[str] | None) -> list[str]:
 def _verify(files: Sequence[MigrationFile], applied: dict[str, JournalEntry]) -> None:
     for file in files:
         entry = applied.get(file.key)
-        if entry is not None and entry.checksum != file.checksum:
+        if entry is not None and not checksum_matches(file.read(), entry.checksum):
             raise TamperedMigrationError(
                 f"{file.path} was changed after it was applied "
                 f"on {entry.applied_at:%Y-%m-%d %H:%M} (checksum differs): "
@@ -195,7 +206,13 @@ def status(
     journal's schemas are listed, their files all ``missing``.
     """
     with connect(_url(target)) as conn:
-        journal = [e for e in read_journal(conn) if e.kind == "sql"]
+        everything = read_journal(conn)
+    journal = [e for e in everything if e.kind == "sql"]
+    steps_done: dict[str, int] = {}
+    for e in everything:
+        if e.kind == "step":
+            key = f"{e.schema}/{e.name.rpartition('#')[0]}"
+            steps_done[key] = steps_done.get(key, 0) + 1
     if schemas is not None:
         names = set(schemas)
     else:
@@ -210,11 +227,12 @@ def status(
         for file in files:
             entry = applied.get(file.key)
             if entry is None:
-                rows.append((file, "pending", None))
-            elif entry.checksum != file.checksum:
+                rows.append((file, "partial" if file.key in steps_done else "pending", None))
+            elif not checksum_matches(file.read(), entry.checksum):
                 rows.append((file, "tampered", entry))
             else:
-                rows.append((file, "applied", entry))
+                state: FileState = "applied" if entry.how == "applied" else "marked"
+                rows.append((file, state, entry))
         keys = {f.key for f in files}
         missing = [e for e in applied.values() if e.key not in keys]
         out.append(SchemaStatus(schema, rows, missing))
@@ -318,20 +336,36 @@ def migrate(
         _refuse_missing(root, names, files, applied)
         todo = order_pending(files, set(applied), root)
         due = [p for p in procs if p.always_run or p.name not in done_processes]
-        if dry_run:
-            result.steps += [Step("sql", f.key) for f in todo]
-            result.steps += [Step("process", p.name) for p in due]
-            return result
         steps_done: dict[str, set[int]] = {}
         for entry in journal:
             if entry.kind == "step":
                 name, _, number = entry.name.rpartition("#")
                 steps_done.setdefault(f"{entry.schema}/{name}", set()).add(int(number))
+        if dry_run:
+            for file in todo:
+                try:
+                    check_hazards(
+                        conn,
+                        url,
+                        file,
+                        allowed,
+                        data_checks=data_checks,
+                        steps_done=frozenset(steps_done.get(file.key, ())),
+                    )
+                except UnsafeMigrationError as exc:
+                    result.steps.append(Step("sql", file.key, refused=str(exc)))
+                    break  # what comes after it would not run either
+                result.steps.append(Step("sql", file.key))
+            else:
+                result.steps += [Step("process", p.name) for p in due]
+            return result
         try:
             with BlockerWatch(url, conn.info.backend_pid) as watch:
                 for file in todo:
-                    check_hazards(conn, url, file, allowed, data_checks=data_checks)
                     done = frozenset(steps_done.get(file.key, ()))
+                    check_hazards(
+                        conn, url, file, allowed, data_checks=data_checks, steps_done=done
+                    )
                     resumed = f" (resuming after step {max(done)})" if done else ""
                     say(f"applying {file.key} ...{resumed}")
                     seconds = apply_file(conn, file, done=done, policy=lock, watch=watch, say=say)
@@ -355,15 +389,15 @@ def check_hazards(
     allowed: frozenset[str] = frozenset(),
     *,
     data_checks: bool = True,
+    steps_done: frozenset[int] = frozenset(),
 ) -> None:
-    """Refuse `file` when it has hazards (on the database as it is now) that neither `allowed`
-    nor the file's ``-- nxdata: allow`` line accepts, or, with `data_checks`, rows that would
-    make a ``fails-on-data`` statement fail; `UnsafeMigrationError` naming each statement,
-    hazard and recipe."""
+    """Refuse `file` when the steps not yet done have hazards (on the database as it is now)
+    that neither `allowed` nor the file's ``-- nxdata: allow`` line accepts, or, with
+    `data_checks`, rows that would make a statement fail — allowed or not, since such a
+    statement fails anyway, half-way through the file; `UnsafeMigrationError` naming each
+    statement, hazard and recipe."""
     text = file.read()
     accepted = allowed | parse_allow(text)
-    if "all" in accepted:
-        return
     try:
         from .differ import count_failing_rows
         from .hazards import classify
@@ -371,20 +405,21 @@ def check_hazards(
     except (ImportError, ConfigurationError):
         # A deploy host without the migration extras cannot parse SQL: the hazards the file's
         # header lists (written by nxdata diff) are enforced.
+        if "all" in accepted:
+            return
         declared = set(_HAZARD_LINE.findall(text))
         refused_kinds = sorted(k for k in declared if k in ALLOW_NEEDED and k not in accepted)
         if refused_kinds:
             kinds = ",".join(refused_kinds)
-            raise MigrationError(
+            raise UnsafeMigrationError(
                 f"{file.key} lists hazards that are not allowed ({kinds}): allow them with "
                 f"`nxdata migrate --allow {kinds}` or a line `-- nxdata: allow {kinds}` in the file"
             ) from None
         return
-    steps = [[s for _, s in statements_of(step.sql)] for step in split_steps(text)]
+    file_steps = [step for step in split_steps(text) if step.number not in steps_done]
+    steps = [[s for _, s in statements_of(step.sql)] for step in file_steps]
     tx_steps = [
-        statements
-        for step, statements in zip(split_steps(text), steps, strict=True)
-        if step.transaction
+        statements for step, statements in zip(file_steps, steps, strict=True) if step.transaction
     ]
     try:
         hazards = classify(
@@ -392,21 +427,42 @@ def check_hazards(
         )
     except MigrationError:
         return  # SQL that does not parse: PostgreSQL says where, when the file runs
-    refused = [h for h in hazards if h.kind in ALLOW_NEEDED and h.kind not in accepted]
-    if data_checks and "fails-on-data" not in accepted:
-        failing = [h for h in hazards if h.kind == "fails-on-data" and h.check]
-        refused += [h for h in count_failing_rows(url, failing) if h.rows]
-    if refused:
-        kinds = ",".join(sorted({h.kind for h in refused}))
+    refused = [h for h in hazards if h.kind in ALLOW_NEEDED and not ({h.kind, "all"} & accepted)]
+    failing: list[Any] = []
+    if data_checks:
+        checks = [h for h in hazards if h.kind == "fails-on-data" and h.check]
+        failing = [h for h in count_failing_rows(url, checks) if h.rows]
+    if refused or failing:
         lines = "\n".join(
             f"  {h}\n    in: {' '.join(h.statement.split())[:160]}\n    recipe: {h.recipe}"
-            for h in refused
+            for h in refused + failing
         )
-        raise UnsafeMigrationError(
-            f"{file.key} has hazards that are not allowed:\n{lines}\n"
-            f"allow them with `nxdata migrate --allow {kinds}` or a line "
-            f"`-- nxdata: allow {kinds}` in the file (a reviewer's decision)"
-        )
+        advice = []
+        if refused:
+            kinds = ",".join(sorted({h.kind for h in refused}))
+            advice.append(
+                f"allow them with `nxdata migrate --allow {kinds}` or a line "
+                f"`-- nxdata: allow {kinds}` in the file (a reviewer's decision)"
+            )
+        if failing:
+            advice.append(
+                "fix the rows that would fail first (nothing of the file has run; "
+                "--no-data-checks skips this count)"
+            )
+        what = "hazards that are not allowed" if refused else "statements that rows would fail"
+        raise UnsafeMigrationError(f"{file.key} has {what}:\n{lines}\n" + "; ".join(advice))
+
+
+def check_folder(target: Database | str, root: Path, schemas: Sequence[str]) -> None:
+    """Refuse a folder that no longer describes the database: an applied file of `schemas`
+    changed (`TamperedMigrationError`) or gone (`MigrationError`). ``nxdata diff`` checks this
+    first: a new file numbered after a lost one would take its number."""
+    names = [s for s in schemas if (root / s).is_dir()]
+    files = [f for schema in names for f in list_files(root, schema)]
+    with connect(_url(target)) as conn:
+        applied = {e.key: e for e in read_journal(conn) if e.kind == "sql"}
+    _verify(files, applied)
+    _refuse_missing(root, list(schemas), files, applied)
 
 
 def _refuse_missing(
@@ -444,6 +500,10 @@ def mark_applied(target: Database | str, root: Path, keys: Sequence[str]) -> lis
                 key = key.removesuffix(".sql")
                 schema, _, name = key.replace("\\", "/").rpartition("/")
                 schema = schema.rsplit("/", 1)[-1]
+                if not schema:
+                    raise MigrationError(
+                        f"name the file with its schema: schema/{name} (e.g. shop/{name})"
+                    )
                 found = [f for f in list_files(root, schema) if f.name == name]
                 if not found:
                     raise MigrationError(
