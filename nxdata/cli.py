@@ -390,7 +390,7 @@ def _cmd_diff(run: _Runner) -> int:
     if refused is not None:
         print(f"nxdata diff: without --dry-run, refused: {refused}", file=run.err)
     run.say(f"done in {time.perf_counter() - started:.2f} s")
-    return EXIT_OK
+    return EXIT_DRIFT if refused is not None else EXIT_OK
 
 
 def _cmd_migrate(run: _Runner) -> int:
@@ -429,7 +429,8 @@ def _cmd_migrate(run: _Runner) -> int:
                 run.say("  " + step.refused.replace("\n", "\n  "))
             else:
                 run.say(f"would {'apply' if step.kind == 'sql' else 'run process'} {step.key}")
-        return EXIT_OK
+        # A dry run answers "would this deploy go through?": no, when a file would be refused.
+        return EXIT_DRIFT if any(s.refused for s in result.steps) else EXIT_OK
     if not result.steps:
         run.say("nothing to apply: the database is up to date")
     else:

@@ -10,7 +10,7 @@ NxdataError
 ├── NotFoundError               a row that was required is not there
 ├── EmbeddedServerError         the embedded PostgreSQL could not be started
 ├── MigrationError              diff / migrate / check failures
-│   ├── UnsafeMigrationError    destructive statements without --unsafe
+│   ├── UnsafeMigrationError    hazards not allowed, rows that would fail (a refusal)
 │   └── TamperedMigrationError  an applied migration file was changed afterwards
 └── DatabaseError               anything PostgreSQL or the driver reported (keeps `.original`)
     ├── ConnectionFailed        the server cannot be reached, refused the connection, or lost it
@@ -18,6 +18,7 @@ NxdataError
     ├── PoolTimeout             no connection became free in time
     ├── QueryCanceled           statement_timeout or cancellation
     ├── LockNotAvailable        NOWAIT lock or lock_timeout
+    ├── PermissionDenied        a missing privilege, or a row-level security policy (42501)
     ├── IntegrityError
     │   ├── UniqueViolation     (alias: ConflictError)
     │   ├── ForeignKeyViolation
@@ -58,6 +59,7 @@ __all__ = [
     "NotNullViolation",
     "NxdataError",
     "OutcomeUnknown",
+    "PermissionDenied",
     "PoolTimeout",
     "QueryCanceled",
     "SerializationFailure",
@@ -243,6 +245,11 @@ class LockNotAvailable(DatabaseError):
     """A row or table lock could not be taken (NOWAIT, or lock_timeout expired)."""
 
 
+class PermissionDenied(DatabaseError):
+    """The role may not do this: a privilege it lacks, or a row-level security policy that
+    refused the row ("new row violates row-level security policy", SQLSTATE 42501)."""
+
+
 class IntegrityError(DatabaseError):
     """A constraint rejected the write."""
 
@@ -293,6 +300,7 @@ _BY_SQLSTATE: dict[str, type[DatabaseError]] = {
     "40001": SerializationFailure,
     "40P01": DeadlockDetected,
     "55P03": LockNotAvailable,
+    "42501": PermissionDenied,
     "57014": QueryCanceled,
 }
 

@@ -244,7 +244,9 @@ class Function:
     ``security_definer`` and ``search_path`` (a ``SET search_path`` for the function, advisable
     with ``security_definer``) are written as given. A function is created before the tables, so
     CHECKs and defaults may call it; its body is not checked then (``check_function_bodies``
-    off), so it may name tables declared later.
+    off), so it may name tables declared later. Every role may call a new function
+    (PostgreSQL grants EXECUTE to PUBLIC): ``public_execute=False`` takes that back, as a
+    ``security_definer`` function should, so only the roles granted EXECUTE may call it.
     """
 
     schema: Schema
@@ -259,6 +261,7 @@ class Function:
     search_path: str | None = None
     procedure: bool = False
     comment: str | None = None
+    public_execute: bool = True
 
     @property
     def sql_name(self) -> str:
@@ -299,6 +302,8 @@ class Function:
         if self.search_path is not None:
             head += f"\n SET search_path TO {self.search_path}"
         out = [f"{head}\nAS {tag}{self.body}{tag}"]
+        if not self.public_execute:
+            out.append(f"REVOKE EXECUTE ON ROUTINE {self.signature} FROM PUBLIC")
         if self.comment is not None:
             out.append(
                 f"COMMENT ON {self.kind.upper()} {self.signature} IS {sql_string(self.comment)}"

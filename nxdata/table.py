@@ -502,6 +502,7 @@ class Schema:
         security_definer: bool = False,
         search_path: str | None = None,
         comment: str | None = None,
+        public_execute: bool = True,
     ) -> Function:
         """Declare a function: ``ledger.function("refuse_change", returns="trigger", body=...)``.
 
@@ -519,6 +520,7 @@ class Schema:
                 security_definer=security_definer,
                 search_path=search_path,
                 comment=comment,
+                public_execute=public_execute,
             )
         )
 
@@ -532,6 +534,7 @@ class Schema:
         security_definer: bool = False,
         search_path: str | None = None,
         comment: str | None = None,
+        public_execute: bool = True,
     ) -> Function:
         """Declare a procedure (``CALL`` it; it may commit). See `nxdata.objects.Function`."""
         return self._add_function(
@@ -546,6 +549,7 @@ class Schema:
                 search_path=search_path,
                 procedure=True,
                 comment=comment,
+                public_execute=public_execute,
             )
         )
 
@@ -683,17 +687,14 @@ class Schema:
         if isinstance(target, str) and target in self.functions:
             function = self.functions[target]
             return "function", function.signature, function.qualified_name
-        try:
-            table = target if isinstance(target, Table) else None
-            if table is None and isinstance(target, str):
-                qualified = target if "." in target else f"{self.name}.{target}"
-                schema_name, _, table_name = qualified.partition(".")
-                owner = _SCHEMAS.get(schema_name)
-                table = owner.tables.get(table_name) if owner is not None else None
-            if table is None:
-                table = table_of(target)
-        except DeclarationError:
-            table = None
+        table = target if isinstance(target, Table) else None
+        if isinstance(target, str):
+            qualified = target if "." in target else f"{self.name}.{target}"
+            schema_name, _, table_name = qualified.partition(".")
+            owner = _SCHEMAS.get(schema_name)
+            table = owner.tables.get(table_name) if owner is not None else None
+        elif table is None and isinstance(target, type):
+            table = getattr(target, "__nxdata_table__", None)
         if table is None:
             raise DeclarationError(
                 f"grant on {target!r} in schema {self.name}: not a declared table, view, "

@@ -18,7 +18,7 @@ from typing import Any
 
 from nxdata import Database, Lock, Repository, SoftDeletableRepository
 from nxdata.config import redact
-from nxdata.errors import CheckViolation, IntegrityError, NxdataError
+from nxdata.errors import CheckViolation, IntegrityError, NxdataError, PermissionDenied
 from nxdata.migrations import bootstrap_migrations
 
 from . import SCHEMAS
@@ -277,7 +277,7 @@ def objects_demo(db: Database, run: str) -> None:
     try:
         with db.transaction(settings=as_tix) as tx:
             orders.create({"merchant_id": merchants["CAFE"], "number": f"{run}-T2"}, transaction=tx)
-    except NxdataError as exc:
+    except PermissionDenied as exc:
         show("TIX writing a CAFE order", f"refused: {str(exc).splitlines()[0]}")
     everything = db.fetch_value('SELECT count(DISTINCT merchant_id) FROM sale."OrderTotal"')
     show("merchants in sale.OrderTotal (as the owner)", everything)

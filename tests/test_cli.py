@@ -662,7 +662,7 @@ def test_dry_run_diff_says_it_would_refuse_and_diff_cleans_up_loudly(
         f"host={os.uname().nodename} at={int(time.time())}'",
     )
     code, out, err = call("diff", "--all", "--dry-run", "--models", second, *where)
-    assert code == 0
+    assert code == 1  # the real run would be refused
     assert f"dropped {leftover}, left behind by a diff that was killed" in out
     assert 'drop column "b"' in out  # the preview...
     assert "without --dry-run, refused: the migration would lose data" in err  # ...and the verdict

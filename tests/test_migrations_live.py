@@ -458,7 +458,7 @@ def test_labels_are_derived_from_the_change(fresh_database_url: str, tmp_path: P
         p = Project(fresh_database_url, tmp_path / run)
         [generated] = p.diff(source(), dry_run=True)
         names.append(generated.file.path.name)
-    assert names[0] == names[1] == "0001_create_item_create_parent_index_item.sql"
+    assert names[0] == names[1] == "0001_create_item_create_parent.sql"
 
 
 # -- lint ------------------------------------------------------------------------------------------

@@ -15,11 +15,13 @@ import psycopg
 import pytest
 
 from nxdata import create_statements
-from nxdata.errors import NxdataError, UnsafeMigrationError
-from nxdata.migrations import load_models
+from nxdata.errors import ConfigurationError, NxdataError, UnsafeMigrationError
+from nxdata.migrations import load_models, load_settings
 from nxdata.migrations.generate import check_drift, generate_migrations
+from nxdata.migrations.lint import lint
 from nxdata.migrations.runner import migrate
 from nxdata.objects import Unmanaged
+from tests.conftest import create_database, drop_database
 from tests.migration_models.helpers import query, write_models
 
 
@@ -451,3 +453,169 @@ def test_bad_declarations_say_what_is_wrong(tmp_path: Path, source: str, says: s
         models_ = load_models(write_models(tmp_path, source))
         create_statements(models_.select(None))
     assert says in str(info.value)
+
+
+# -- found by trying it as a team would ------------------------------------------------------------
+
+CALLS = """
+ca = nx.Schema("ca")
+valid = ca.function(
+    "valid_code", args="code text", returns="boolean", language="sql",
+    volatility="immutable", body="SELECT code ~ '^[A-Z]+$'",
+)
+new_code = ca.function("new_code", returns="text", language="sql", body="SELECT 'AUTO'")
+
+@ca.table("Item", checks=[nx.Check("ca.valid_code(code)", name="CK_Item_code")])
+class Item(msgspec.Struct, kw_only=True):
+    id: Annotated[int, Column(primary_key=True, identity="always")]
+    code: Annotated[str, Column(sql_type="varchar(10)", server_default="ca.new_code()")]
+    label: Annotated[str, Column(sql_type="varchar(10)")] = "x"
+
+labels = ca.view("Labels", 'SELECT id, label FROM ca."Item"')
+counts = ca.materialized_view(
+    "LabelCount", 'SELECT label, count(*) AS n FROM ca."Item" GROUP BY label',
+    indexes=[nx.Index("label", unique=True)],
+)
+ca.grant("select", on=labels, to=nx.Role("{role}"))
+"""
+
+
+def test_functions_come_before_the_checks_and_defaults_that_call_them(
+    project: Project, fresh_database_url: str, admin_url: str
+) -> None:
+    source = CALLS.format(role=project.role)
+    [generated] = project.diff(source, label="init")
+    text = generated.text
+    assert text.index("FUNCTION ca.valid_code") < text.index('create table "ca"."Item"')
+    assert text.index("set check_function_bodies = off") < text.index("FUNCTION ca.new_code")
+    project.migrate()  # a fresh database: failed with "function ca.valid_code does not exist"
+    assert project.drift(source) == []
+    query(project.url, 'INSERT INTO ca."Item" DEFAULT VALUES')
+    assert project.one('SELECT code FROM ca."Item"') == "AUTO"
+    other = create_database(admin_url, "nxdata_t")  # lint, as CI runs it: an empty database
+    try:
+        url = admin_url.replace("dbname=postgres", f"dbname={other}")
+        assert lint(project.root, url=url).problems == []
+    finally:
+        drop_database(admin_url, other)
+
+
+def test_a_size_change_under_views_drops_and_creates_them_again(project: Project) -> None:
+    """migra sees varchar(10) -> varchar(20) as compatible and leaves the views in place;
+    PostgreSQL then refuses the change ("used by a view or rule")."""
+    source = CALLS.format(role=project.role)
+    project.diff(source, label="init")
+    project.migrate()
+    query(project.url, "INSERT INTO ca.\"Item\" (code, label) VALUES ('A', 'one'), ('B', 'one')")
+    wider = source.replace(
+        'label: Annotated[str, Column(sql_type="varchar(10)")]',
+        'label: Annotated[str, Column(sql_type="varchar(20)")]',
+    )
+    [generated] = project.diff(wider)
+    text = generated.text
+    assert text.index('DROP VIEW IF EXISTS ca."Labels"') < text.index(
+        "set data type character varying(20)"
+    )
+    assert "hazard" not in text  # widening, and views created again: nothing to fear
+    project.migrate()
+    assert project.drift(wider) == []
+    assert acl(project, "table", 'ca."Labels"') == {"SELECT"}
+    assert project.one('SELECT n FROM ca."LabelCount"') == 2
+    assert project.one("SELECT count(*) FROM pg_indexes WHERE indexname = 'UQ_LabelCount_label'")
+
+
+def test_drops_of_hand_made_objects_replay_where_they_never_were(
+    project: Project, fresh_database_url: str, admin_url: str, tmp_path: Path
+) -> None:
+    """A file that removes one environment's hand-made objects runs everywhere."""
+    source = models(project.role)
+    project.diff(source, label="init")
+    project.migrate()
+    query(project.url, 'CREATE POLICY hand ON ob."Entry" FOR SELECT USING (true)')
+    query(project.url, 'ALTER TABLE ob."Entry" ADD CONSTRAINT ck_hand CHECK (amount > -1)')
+    [generated] = project.diff(source, unsafe=True)
+    assert 'drop policy if exists "hand"' in generated.text
+    assert 'drop constraint if exists "ck_hand"' in generated.text
+    other = create_database(admin_url, "nxdata_t")
+    try:
+        url = admin_url.replace("dbname=postgres", f"dbname={other}")
+        migrate(url, project.root)  # the init file, then the drops of what was never there
+        assert [r[0] for r in query(url, "SELECT name FROM nxdata_migrations.journal")] == [
+            "0001_init",
+            generated.file.name,
+        ]
+    finally:
+        drop_database(admin_url, other)
+
+
+def test_execute_can_be_kept_from_public(project: Project) -> None:
+    source = models(project.role).replace('comment="{function_comment}",', "") + (
+        'secret = ob.function("secret", returns="integer", language="sql", body="SELECT 42",'
+        " public_execute=False, security_definer=True, search_path='pg_catalog')\n"
+        'ob.grant("execute", on=secret, to=tenant)\n'
+    )
+    [generated] = project.diff(source, label="init")
+    assert "TO PUBLIC" not in generated.text  # new functions have it by default: no noise
+    assert "REVOKE EXECUTE ON ROUTINE ob.secret() FROM PUBLIC;" in generated.text
+    project.migrate()
+    assert project.drift(source) == []
+    assert query(
+        project.url, "SELECT has_function_privilege('public', 'ob.secret()', 'EXECUTE')"
+    ) == [(False,)]
+    assert acl(project, "function", "ob.secret()") == {"EXECUTE"}
+
+
+def test_a_view_that_loses_a_column_is_a_breaking_change(project: Project) -> None:
+    source = models(project.role)
+    project.diff(source, label="init")
+    project.migrate()
+    narrower = source.replace(
+        "SELECT merchant, {total} AS total".format(total="sum(amount)"),
+        "SELECT merchant AS shop, sum(amount) AS total",
+    )
+    [generated] = project.diff(narrower)
+    assert "hazard: breaking: view ob.EntryTotal loses column merchant" in generated.text
+    assert generated.file.label.startswith("view_entrytotal")
+    with pytest.raises(UnsafeMigrationError, match="loses column merchant"):
+        project.migrate()  # the header says what only the diff could see
+    project.migrate(allow=["breaking"])
+    assert project.drift(narrower) == []
+
+
+def test_offline_lint_knows_a_materialized_view_made_in_the_same_file(project: Project) -> None:
+    project.diff(models(project.role), label="init")
+    assert lint(project.root).problems == []  # its index is on a new view: no long lock
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        (
+            'ob = nx.Schema("ob")\nob.grant("select", on="Nope", to="x")\n',
+            "grant on 'Nope' in schema ob: not a declared table, view, function or sequence",
+        ),
+        (
+            'ob = nx.Schema("ob")\nob.view("v", "SELECT * FROM \\"T\\"")\n',
+            "name every table with its schema in views, functions and policies",
+        ),
+        (
+            'ob = nx.Schema("ob")\n@ob.table("T", grants=[nx.Grant("select", to="nx_nobody_x")])\n'
+            "class T(msgspec.Struct):\n    a: int\n",
+            "declare nx.Role(...) to have it created",
+        ),
+    ],
+)
+def test_declarations_that_do_not_build_say_why(
+    fresh_database_url: str, tmp_path: Path, source: str, says: str
+) -> None:
+    with pytest.raises(NxdataError) as info:
+        generate_migrations(
+            fresh_database_url, load_models(write_models(tmp_path, source)), tmp_path / "m"
+        )
+    assert says in str(info.value)
+
+
+def test_an_unmanaged_pattern_without_its_schema_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.nxdata]\nunmanaged = ["index idx_*"]\n')
+    with pytest.raises(ConfigurationError, match=r"name the schema \('index sale.idx_\*'"):
+        load_settings(tmp_path)

@@ -273,21 +273,76 @@ SELECT 'CREATE POLICY ' || quote_ident(p.polname) || ' ON ' || quote_ident(n.nsp
 """
 
 
+# Views and materialized views that depend on a column, directly or through other views, with
+# their depth (1: on the table itself).
+_DEPENDENT_VIEWS = """
+WITH RECURSIVE deps(oid, depth) AS (
+    SELECT DISTINCT r.ev_class, 1
+      FROM pg_depend d JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+      JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace n ON n.oid = t.relnamespace
+      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+     WHERE n.nspname = %(schema)s AND t.relname = %(table)s AND a.attname = %(column)s
+       AND r.ev_class <> t.oid
+    UNION
+    SELECT r.ev_class, deps.depth + 1
+      FROM deps JOIN pg_depend d ON d.refobjid = deps.oid AND d.classid = 'pg_rewrite'::regclass
+      JOIN pg_rewrite r ON r.oid = d.objid
+     WHERE r.ev_class <> deps.oid AND deps.depth < 20
+)
+SELECT max(depth), c.relkind, quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       n.nspname || '.' || c.relname
+  FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+ GROUP BY 2, 3, 4
+"""
+
+_VIEW_DEF = """
+SELECT c.relkind, pg_get_viewdef(c.oid) FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname || '.' || c.relname = %(identity)s AND c.relkind IN ('v', 'm')
+"""
+
+
 def column_dependents(
     target: psycopg.Connection[Any],
     declared: psycopg.Connection[Any],
     schema: str,
     statements: Sequence[str],
 ) -> tuple[list[str], list[str]]:
-    """Triggers (``UPDATE OF`` the column, a ``WHEN`` on it) and policies that depend on a column
-    whose type the statements change: PostgreSQL refuses the change while they exist ("cannot
-    alter type of a column used in a trigger definition"), and migra does not see it. Returns
-    the statements that drop them before the change and create them (as declared) after."""
+    """Views, triggers (``UPDATE OF`` the column, a ``WHEN`` on it) and policies that depend on
+    a column whose type the statements change: PostgreSQL refuses the change while they exist
+    ("cannot alter type of a column used by a view or rule"). migra drops and creates again the
+    views when the base type changes, not when only its size does (``varchar(10)`` →
+    ``varchar(20)``), and never the triggers and policies. Returns the statements that drop them
+    before the change (the deepest views first) and create them, as declared, after it."""
     before: list[str] = []
     after: list[str] = []
     seen: set[str] = set()
     text = "\n".join(statements).lower()
-    for table, column in _retyped_columns(statements):
+    views: dict[str, tuple[int, str, str]] = {}
+    retyped = _retyped_columns(statements)
+    for table, column in retyped:
+        rows = target.execute(
+            _DEPENDENT_VIEWS, {"schema": schema, "table": table, "column": column}
+        ).fetchall()
+        for depth, relkind, sql_name, identity in rows:
+            known = views.get(identity)
+            if known is None or known[0] < depth:
+                views[identity] = (depth, relkind, sql_name)
+    for identity, (_, relkind, sql_name) in sorted(views.items(), key=lambda v: -v[1][0]):
+        kind = "materialized view" if relkind == "m" else "view"
+        if f"drop {kind} if exists {sql_name.lower()}" not in text and (
+            f"drop {kind} if exists {_quoted_both(identity)}" not in text
+        ):
+            before.append(f"DROP {kind.upper()} IF EXISTS {sql_name};")
+    for identity, (_, _relkind, sql_name) in sorted(views.items(), key=lambda v: v[1][0]):
+        found = declared.execute(_VIEW_DEF, {"identity": identity}).fetchone()
+        created = f"create or replace view {_quoted_both(identity)}" in text or (
+            f"create materialized view {_quoted_both(identity)}" in text
+        )
+        if found is not None and not created:
+            kind = "MATERIALIZED VIEW" if found[0] == "m" else "VIEW"
+            after.append(f"CREATE {kind} {sql_name} AS\n{found[1].strip().rstrip(';')};")
+    for table, column in retyped:
         rows = target.execute(
             _COLUMN_DEPENDENTS, {"schema": schema, "table": table, "column": column}
         ).fetchall()
@@ -303,6 +358,35 @@ def column_dependents(
             if found is not None and f"create {kind} {quote_ident(name).lower()}" not in text:
                 after.append(found[0])
     return before, after
+
+
+_VIEW_COLUMNS = """
+SELECT n.nspname || '.' || c.relname, array_agg(a.attname::text ORDER BY a.attnum)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('v', 'm')
+ GROUP BY 1
+"""
+
+
+def lost_view_columns(
+    target: psycopg.Connection[Any], declared: psycopg.Connection[Any], schema: str
+) -> dict[str, list[str]]:
+    """``schema.view`` → the columns a view (or materialized view) had and its declaration no
+    longer has: code that reads them breaks when the view is replaced."""
+    before = dict(_rows(target, _VIEW_COLUMNS, schema))
+    after = dict(_rows(declared, _VIEW_COLUMNS, schema))
+    return {
+        view: [c for c in columns if c not in after[view]]
+        for view, columns in sorted(before.items())
+        if view in after and any(c not in after[view] for c in columns)
+    }
+
+
+def _quoted_both(identity: str) -> str:
+    """``"schema"."name"`` in lower case, as migra writes (and this module searches) names."""
+    schema, _, name = identity.partition(".")
+    return f"{quote_ident(schema)}.{quote_ident(name)}".lower()
 
 
 def _retyped_columns(statements: Sequence[str]) -> list[tuple[str, str]]:
@@ -416,10 +500,42 @@ def privilege_statements(
     existing = {sql for sql, identity in _targets(target, schema).items() if identity not in gone}
     implicit = wanted - privileges(declared, schema, defaults=False)
     objects = {p.target for p in wanted} | set(_targets(declared, schema))
-    grants = sorted(p for p in wanted - current if p.target in existing or p not in implicit)
+    grants = sorted(
+        p
+        for p in wanted - current
+        if p.target in existing or (p not in implicit and not _by_default(p))
+    )
     revokes = sorted(p for p in current - wanted if p.target in objects)
+    # A new function starts with EXECUTE for PUBLIC: take it back where the declaration does
+    # (public_execute=False).
+    for function in sorted(_functions(declared, schema) - existing):
+        default = Privilege("function", function, "", "execute", "public")
+        if not any(p.target == function and _by_default(p) for p in wanted):
+            revokes.append(default)
     statements = [p.statement(revoke=True) for p in revokes] + [p.statement() for p in grants]
-    return statements, revokes
+    # Revoking a default privilege is what a declaration says (public_execute=False); any other
+    # revoke takes away what someone granted: the caller judges those.
+    return statements, [p for p in revokes if not _by_default(p)]
+
+
+def _by_default(privilege: Privilege) -> bool:
+    """Whether every new object of its kind has this privilege (EXECUTE on a function for
+    PUBLIC), unless it is revoked."""
+    return (privilege.kind, privilege.privilege, privilege.role) == (
+        "function",
+        "execute",
+        "public",
+    )
+
+
+def _functions(conn: psycopg.Connection[Any], schema: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n"
+        " ON n.oid = p.pronamespace WHERE n.nspname = %(schema)s AND p.prokind IN ('f', 'p')"
+        " AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = p.oid AND e.deptype = 'e')",
+        {"schema": schema},
+    ).fetchall()
+    return {r[0] for r in rows}
 
 
 def _targets(conn: psycopg.Connection[Any], schema: str) -> dict[str, str]:

@@ -51,6 +51,7 @@ from .catalog import (
     declared_objects,
     dropped_objects,
     generated_objects,
+    lost_view_columns,
     privilege_statements,
     recreated_index_statements,
     recreated_objects,
@@ -58,7 +59,7 @@ from .catalog import (
     sequence_statements,
     view_option_statements,
 )
-from .hazards import RECIPES, Hazard, UnsafeStatement, classify
+from .hazards import RECIPES, Hazard, UnsafeStatement, classify, recreated_in
 from .inspect import target_state
 from .online import Step, plan_steps
 from .renames import Renames, fold_renames
@@ -232,10 +233,99 @@ def _fix_statements(statements: Sequence[str]) -> list[str]:
         stmt = _parse(statement)
         if stmt is None or _is_extension(stmt):
             continue
-        statement = _without_truncating_cast(stmt, statement)
+        statement = _idempotent_drop(stmt, _without_truncating_cast(stmt, statement))
         (foreign_keys if _is_foreign_key(stmt) else front).append(statement)
         front += _identity_restarts(stmt)
-    return front + foreign_keys
+    return _functions_first(front + foreign_keys)
+
+
+# What a function may need to exist before it: schemas, extensions, types, sequences.
+_BEFORE_FUNCTIONS = frozenset(
+    {
+        "CreateSchemaStmt",
+        "CreateExtensionStmt",
+        "CreateEnumStmt",
+        "CreateDomainStmt",
+        "CompositeTypeStmt",
+        "CreateSeqStmt",
+        "CreateRangeStmt",
+    }
+)
+
+
+def _functions_first(statements: Sequence[str]) -> list[str]:
+    """migra creates functions after the tables, but a CHECK or a column default may call one:
+    the file then fails on a fresh database ("function ... does not exist"). Functions move to
+    just after the schemas, types and sequences, with ``check_function_bodies`` off (their
+    bodies may name tables created later) — unless their arguments or result name a table the
+    same statements create (``RETURNS SETOF shop."Order"``), which must come first."""
+    parsed: list[tuple[str, Any]] = [(s, _parse(s)) for s in statements]
+    tables = {
+        f"{n.relation.schemaname or 'public'}.{n.relation.relname}".lower()
+        for _, n in parsed
+        if type(n).__name__ == "CreateStmt"
+    }
+    # A function dropped and created again (its result type changed) keeps migra's order.
+    dropped = {
+        ".".join(str(getattr(p, "sval", "")) for p in obj.objname).lower()
+        for _, n in parsed
+        if type(n).__name__ == "DropStmt"
+        and n.removeType in (ObjectType.OBJECT_FUNCTION, ObjectType.OBJECT_PROCEDURE)
+        for obj in n.objects or ()
+    }
+    moved: list[str] = []
+    rest: list[str] = []
+    for statement, node in parsed:
+        kind = type(node).__name__
+        if kind == "VariableSetStmt" and node.name == "check_function_bodies":
+            continue  # written again before the functions
+        name = (
+            ".".join(str(getattr(p, "sval", "")) for p in node.funcname).lower()
+            if kind == "CreateFunctionStmt"
+            else ""
+        )
+        if (
+            kind == "CreateFunctionStmt"
+            and not (_function_types(node) & tables)
+            and (name not in dropped)
+        ):
+            moved.append(statement)
+        else:
+            rest.append(statement)
+    if not moved:
+        return list(statements)  # (a check_function_bodies line stays where migra put it)
+    at = 0
+    while at < len(rest) and type(_parse(rest[at])).__name__ in _BEFORE_FUNCTIONS:
+        at += 1
+    return [*rest[:at], "set check_function_bodies = off;", *moved, *rest[at:]]
+
+
+def _function_types(node: Any) -> set[str]:
+    """``schema.name`` (lower case) of the types a function's arguments and result name."""
+    names = [p.argType for p in node.parameters or ()]
+    if node.returnType is not None:
+        names.append(node.returnType)
+    out = set()
+    for type_name in names:
+        parts = [str(getattr(p, "sval", "")) for p in type_name.names]
+        out.add(".".join(parts[-2:]).lower() if len(parts) > 1 else f"public.{parts[0]}".lower())
+    return out
+
+
+def _idempotent_drop(stmt: Any, statement: str) -> str:
+    """``DROP POLICY`` and ``DROP CONSTRAINT`` with ``IF EXISTS``, as migra writes its other
+    drops: a file that removes objects made by hand in one environment runs everywhere, also
+    where they never existed."""
+    kind = type(stmt).__name__
+    if kind == "DropStmt" and stmt.removeType == ObjectType.OBJECT_POLICY and not stmt.missing_ok:
+        return re.sub(r"^drop policy ", "drop policy if exists ", statement, flags=re.IGNORECASE)
+    if kind == "AlterTableStmt" and len(stmt.cmds or ()) == 1:
+        cmd = stmt.cmds[0]
+        if cmd.subtype == AlterTableType.AT_DropConstraint and not cmd.missing_ok:
+            return re.sub(
+                r" drop constraint ", " drop constraint if exists ", statement, flags=re.IGNORECASE
+            )
+    return statement
 
 
 _TRUNCATING_TYPES = frozenset({"varchar", "bpchar", "bit", "varbit"})
@@ -363,6 +453,7 @@ def diff_databases(
                 (*unmanaged, *getattr(schema, "unmanaged_objects", ())),
             )
             statements, unowned = _ownership(statements, ownership, revokes)
+            unowned += _lost_columns(statements, lost_view_columns(target, declared, schema.name))
             statements = _roles_first(statements, getattr(schema, "roles", ()))
             statements += renames.statements(schema.name)
             missing = [e for e in schema.extensions if e not in installed]
@@ -399,6 +490,7 @@ def _ownership(
     grant or row-level security the declarations no longer hold (an index or a constraint only
     when no generated migration created it: removing a declared index is routine)."""
     revoked = {p.statement(revoke=True): p for p in revokes}
+    again = recreated_in(statements)  # dropped to be created again: no drop at all
     kept: list[str] = []
     hazards: list[Hazard] = []
     for statement in statements:
@@ -419,7 +511,7 @@ def _ownership(
             continue
         for key in dropped:
             kind, identity = key
-            if key in ownership.declared or ownership.leaves_alone(key):
+            if key in ownership.declared or key in again or ownership.leaves_alone(key):
                 continue  # dropped to be created again, or left alone
             generated = key in ownership.generated
             if generated and kind in ("index", "constraint"):
@@ -432,6 +524,35 @@ def _ownership(
             hazards.append(_dropped(statement, what, generated=generated))
         kept.append(statement)
     return kept, hazards
+
+
+def _lost_columns(statements: Sequence[str], lost: dict[str, list[str]]) -> list[Hazard]:
+    """A ``breaking`` hazard for each view whose new definition lacks columns it had."""
+    out = []
+    for view, columns in lost.items():
+        schema, _, name = view.partition(".")
+        quoted = f"{_quote(schema)}.{_quote(name)}".lower()
+        plain = f"{schema}.{_quote(name) if name != name.lower() else name}".lower()
+        where = next(
+            (
+                s
+                for s in statements
+                if s.lower().startswith(("create", "drop"))
+                and (quoted in s.lower() or plain in s.lower())
+            ),
+            statements[0] if statements else "",
+        )
+        names = ", ".join(columns)
+        out.append(
+            Hazard(
+                "breaking",
+                where,
+                f"view {view} loses column{'s' if len(columns) > 1 else ''} {names}: code "
+                "that reads them fails",
+                RECIPES["drop-code"],
+            )
+        )
+    return out
 
 
 def _dropped(statement: str, what: str, *, generated: bool) -> Hazard:

@@ -7,6 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..ddl import create_statements
 from ..errors import MigrationError, UnsafeMigrationError
@@ -95,18 +96,34 @@ def _one_line(text: str) -> str:
 def change_label(diffs: Sequence[SchemaDiff]) -> str:
     """A file label derived from the change itself (``add_status_index_order_created``), so the
     same change gets the same file name on every machine."""
+    described = [w for diff in diffs for s in diff.statements for w in _describe(s)]
+    # A new table's own indexes and constraints are part of "create_x": no words of their own.
+    new = {w.removeprefix("create_") for w in described if w.startswith("create_")}
+    # An object dropped to be created again (a view around a column change) is its creation.
+    remade = {w.partition("_")[2] for w in described if w.startswith(("view_", "function_"))}
     words: list[str] = []
-    for diff in diffs:
-        for statement in diff.statements:
-            for word in _describe(statement):
-                if word not in words:
-                    words.append(word)
+    for word in described:
+        verb, _, table = word.partition("_")
+        if (verb in ("index", "constrain") and table in new) or (
+            verb == "drop" and table in remade
+        ):
+            continue
+        if word not in words:
+            words.append(word)
     label = ""
     for word in (slugify(w) for w in words):
         if label and len(label) + 1 + len(word) > 48:
             break
         label = f"{label}_{word}" if label else word[:48]
     return label or "change"
+
+
+def _last_name(obj: Any) -> str:
+    """The last name of a dotted name list (or of a function's), '' when there is none."""
+    if type(obj).__name__ == "ObjectWithArgs":
+        obj = obj.objname
+    names = [str(getattr(p, "sval", "")) for p in (obj if isinstance(obj, tuple | list) else ())]
+    return names[-1] if names else ""
 
 
 def _describe(statement: str) -> list[str]:
@@ -119,9 +136,28 @@ def _describe(statement: str) -> list[str]:
     if kind == "CreateStmt":
         return [f"create_{stmt.relation.relname}"]
     if kind == "IndexStmt":
+        if (stmt.idxname or "").startswith("PK_"):
+            return []  # a primary key's index: part of its table
         return [f"index_{stmt.relation.relname}"]
     if kind == "DropStmt":
-        return ["drop"]
+        names = [_last_name(obj) for obj in stmt.objects or ()]
+        return [f"drop_{n}" for n in names if n] or ["drop"]
+    if kind == "ViewStmt":
+        return [f"view_{stmt.view.relname}"]
+    if kind == "CreateTableAsStmt" and stmt.into is not None:
+        return [f"view_{stmt.into.rel.relname}"]
+    if kind == "CreateFunctionStmt":
+        return [f"function_{_last_name(stmt.funcname)}"]
+    if kind == "CreateTrigStmt":
+        return [f"trigger_{stmt.trigname}"]
+    if kind in ("CreatePolicyStmt", "AlterPolicyStmt"):
+        return [f"policy_{stmt.policy_name}"]
+    if kind == "GrantStmt":
+        return ["grant" if stmt.is_grant else "revoke"]
+    if kind == "CommentStmt":
+        return ["comments"]
+    if kind == "CreateSeqStmt":
+        return [f"sequence_{stmt.sequence.relname}"]
     if kind == "RenameStmt":
         if stmt.renameType.name == "OBJECT_COLUMN":
             return [f"rename_{stmt.subname}"]

@@ -55,6 +55,7 @@ __all__ = [
     "classify",
     "is_widening",
     "normalize_type",
+    "recreated_in",
     "rewrites",
     "unsafe_statements",
 ]
@@ -351,12 +352,15 @@ def classify(
     def exists(key: TableKey) -> bool:
         return key not in created and (everything_exists or key in state.tables)
 
-    recreated = _recreated(statements)
+    recreated = recreated_in(statements)
     for statement in statements:
         for stmt in parse(statement):
             kind = type(stmt).__name__
             if kind == "CreateStmt":
                 created.add(_table(stmt.relation))
+                continue
+            if kind == "CreateTableAsStmt" and stmt.into is not None:
+                created.add(_table(stmt.into.rel))  # a materialized view: new, like a table
                 continue
             if kind == "DropStmt" and _drop_keys(stmt) and _drop_keys(stmt) <= recreated:
                 continue  # dropped to be created again (a view around a column change)
@@ -458,7 +462,7 @@ def _drop_keys(stmt: Any) -> set[tuple[str, str]]:
     return out
 
 
-def _recreated(statements: Sequence[str]) -> set[tuple[str, str]]:
+def recreated_in(statements: Sequence[str]) -> set[tuple[str, str]]:
     """(kind, schema.name) of the views and functions the statements create."""
     out: set[tuple[str, str]] = set()
     for statement in statements:
@@ -480,7 +484,9 @@ def _recreated(statements: Sequence[str]) -> set[tuple[str, str]]:
 
 
 def _object_name(obj: Any) -> str:
-    """``schema.name`` of a dropped object (a list of names, a name, or a type)."""
+    """``schema.name`` of a dropped object (a list of names, a name, a function, or a type)."""
+    if type(obj).__name__ == "ObjectWithArgs":
+        obj = tuple(obj.objname)
     if isinstance(obj, tuple):
         return ".".join(str(getattr(p, "sval", "")) for p in obj)
     if hasattr(obj, "sval"):

@@ -151,7 +151,12 @@ def _on_copy(
         copy = [s for d in diff_databases(empty_url, url, current) for s in d.statements]
     problems: list[str] = []
     with (
-        throwaway_database(url, copy, prefix=prefix or THROWAWAY_PREFIX) as copy_url,
+        throwaway_database(
+            url,
+            copy,
+            prefix=prefix or THROWAWAY_PREFIX,
+            failure="the copy of the database's current schema that lint builds fails",
+        ) as copy_url,
         connect(copy_url) as conn,
     ):
         applying = True
@@ -178,9 +183,10 @@ def _apply(conn: psycopg.Connection[Any], file: MigrationFile) -> str | None:
                     conn.execute(statement)
         except psycopg.Error as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            detail = getattr(exc.diag, "message_detail", None)
             return (
                 f"{file.path}: does not apply on a copy of the current schema "
-                f"(step {step.number}): {first}"
+                f"(step {step.number}): {first}" + (f" ({detail})" if detail else "")
             )
     return None
 

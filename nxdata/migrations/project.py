@@ -114,6 +114,14 @@ def load_settings(
         unmanaged = tuple(Unmanaged.parse(p) for p in patterns)
     except DeclarationError as exc:
         raise ConfigurationError(f"[tool.nxdata] {exc}") from None
+    for item in unmanaged:
+        if item.kind != "grant" and "." not in item.pattern:
+            # It would match nothing: every name it is matched against has its schema.
+            raise ConfigurationError(
+                f"[tool.nxdata] unmanaged '{item.kind} {item.pattern}': name the schema "
+                f"('{item.kind} sale.{item.pattern}', or '{item.kind} *.{item.pattern}' for "
+                "every schema)"
+            )
     return ProjectSettings(
         root=root,
         models=models_value,

@@ -67,6 +67,7 @@ FileState = Literal["applied", "marked", "pending", "partial", "tampered"]
 ran (the next migrate resumes after them)."""
 
 _HAZARD_LINE = re.compile(r"^--\s*hazard:\s*([a-z-]+):", re.MULTILINE)
+_HEADER_HAZARD = re.compile(r"^--\s*hazard:\s*([a-z-]+):\s*(.*?)(?: \(recipe: .*)?$", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,7 +401,7 @@ def check_hazards(
     accepted = allowed | parse_allow(text)
     try:
         from .differ import count_failing_rows
-        from .hazards import classify
+        from .hazards import Hazard, classify
         from .inspect import target_state
     except (ImportError, ConfigurationError):
         # A deploy host without the migration extras cannot parse SQL: the hazards the file's
@@ -428,6 +429,11 @@ def check_hazards(
     except MigrationError:
         return  # SQL that does not parse: PostgreSQL says where, when the file runs
     refused = [h for h in hazards if h.kind in ALLOW_NEEDED and not ({h.kind, "all"} & accepted)]
+    # What only the diff could see (a view that loses a column): the file's header says it.
+    found = {h.kind for h in hazards}
+    for kind, reason in _HEADER_HAZARD.findall(text) if not steps_done else ():
+        if kind in ALLOW_NEEDED and kind not in found and not ({kind, "all"} & accepted):
+            refused.append(Hazard(kind, "(the file's header)", reason, "see the header"))
     failing: list[Any] = []
     if data_checks:
         checks = [h for h in hazards if h.kind == "fails-on-data" and h.check]

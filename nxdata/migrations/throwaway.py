@@ -98,7 +98,11 @@ def _stale(comment: str) -> bool:
 
 @contextmanager
 def throwaway_database(
-    url: str, statements: Sequence[str], *, prefix: str = THROWAWAY_PREFIX
+    url: str,
+    statements: Sequence[str],
+    *,
+    prefix: str = THROWAWAY_PREFIX,
+    failure: str = "the declarations do not build",
 ) -> Iterator[str]:
     """Create a database next to `url`'s, run `statements` in it (one transaction) and yield its
     URL; the database is dropped on exit, whatever happened.
@@ -136,7 +140,7 @@ def throwaway_database(
                     conn.execute(statement)
                 except psycopg.Error as exc:
                     raise MigrationError(
-                        f"the declarations do not build: {_first_line(exc)}; in: "
+                        f"{failure}: {_first_line(exc)}{_hint(exc)}; in: "
                         + " ".join(statement.split())[:300]
                     ) from None
             conn.commit()
@@ -146,6 +150,18 @@ def throwaway_database(
         # runs for BaseException too.
         if attempted:
             _drop(url, name)
+
+
+def _hint(exc: psycopg.Error) -> str:
+    """What usually causes a declaration not to build."""
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return (
+            " (name every table with its schema in views, functions and policies: "
+            'FROM sale."Order")'
+        )
+    if isinstance(exc, psycopg.errors.UndefinedObject) and "role" in str(exc):
+        return " (a role named as a string must exist: declare nx.Role(...) to have it created)"
+    return ""
 
 
 def _first_line(exc: BaseException) -> str:
