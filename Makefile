@@ -13,7 +13,7 @@ NXDATA := $(BIN)/nxdata
 DB := $(if $(or $(NXDATA_DATABASE_URL),$(DATABASE_URL)),,--embedded)
 
 .PHONY: install test test-embedded lint format demo bench bench-quick typecheck \
-	db-generate db-generate-all db-migrate db-migrate-all db-check db-status db-lint clean
+	db-generate db-generate-all db-migrate db-migrate-all db-seed db-check db-status db-lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ db-migrate: $(STAMP)
 
 db-migrate-all: $(STAMP)
 	$(NXDATA) migrate $(DB) --all $(if $(allow),--allow $(allow))
+
+# The original workflow's db-migrate-package-dev: one schema's seed processes (again=<process>).
+db-seed: $(STAMP)
+	@test -n "$(schema)" || (echo "usage: make db-seed schema=<name> [again=<process>]" >&2; exit 2)
+	$(NXDATA) seed $(DB) --schema $(schema) $(if $(again),--again $(again))
 
 db-check: $(STAMP)
 	$(NXDATA) check $(DB) --all

@@ -35,7 +35,9 @@ from .errors import NxdataError, ValidationError
 from .filters import Filter
 from .locks import Lock
 from .objects import Grant, Policy, Role, Trigger
+from .paging import Page
 from .policy import OPERATORS, TRUSTED, FilterPolicy
+from .relations import rows_as
 from .repository import Repository, SoftDeletableRepository
 from .repository_async import AsyncRepository, AsyncSoftDeletableRepository
 from .table import Check, ForeignKey, Index, Schema, Table, Unique, live_unique, table_of
@@ -71,6 +73,7 @@ __all__ = [
     "Lock",
     "Money",
     "NxdataError",
+    "Page",
     "Policy",
     "Real",
     "Repository",
@@ -93,6 +96,7 @@ __all__ = [
     "live_unique",
     "new_id",
     "new_uuid7",
+    "rows_as",
     "table_of",
     "timestamp_columns",
     "value_columns",

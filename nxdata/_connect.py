@@ -57,6 +57,10 @@ class PoolOptions:
     exactly ``UTC``). ``None`` keeps the server's default. Sent as a startup option, or with
     ``SET`` in pgbouncer mode.
 
+    Watching (see `nxdata.observe`): ``on_query``: a callable given a `QueryEvent` after every
+    statement; ``log_parameters``: the ``nxdata.sql`` logger shows parameter values (redacted
+    by default); ``tracing``: an OpenTelemetry span per statement (``nxdata[otel]``).
+
     >>> Database(url, max_size=20, statement_timeout=5, tcp_user_timeout=10)
     """
 
@@ -79,6 +83,9 @@ class PoolOptions:
     libpq: Mapping[str, str] | None = None
     configure: Callable[[Any], Any] | None = None
     reset: Callable[[Any], Any] | None = None
+    on_query: Callable[[Any], Any] | None = None
+    log_parameters: bool = False
+    tracing: bool = False
 
     def __post_init__(self) -> None:
         if self.min_size < 0 or self.max_size < 1 or self.min_size > self.max_size:
@@ -100,6 +107,8 @@ class PoolOptions:
         for name in ("configure", "reset"):
             if getattr(self, name) is not None and not callable(getattr(self, name)):
                 raise ConfigurationError(f"{name} must be a callable taking the connection")
+        if self.on_query is not None and not callable(self.on_query):
+            raise ConfigurationError("on_query must be a callable taking a QueryEvent")
 
     def connect_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``psycopg.connect`` (also given to the pool)."""

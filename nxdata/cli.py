@@ -245,6 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(migrate)
 
+    seed = commands.add_parser(
+        "seed",
+        help="run the due seed processes of some schemas (no SQL files)",
+        description=(
+            "Run the seed processes of the schemas: those marked always_run and the run-once "
+            "ones not yet run (and, with --again, run-once ones again: demo data in "
+            "development). Refused while migration files are pending: `nxdata migrate` runs "
+            "both."
+        ),
+    )
+    _scope(seed, required=True)
+    seed.add_argument(
+        "--again",
+        action="append",
+        default=[],
+        metavar="PROCESS",
+        help="run this run-once process again (repeatable)",
+    )
+    _common(seed)
     baseline = commands.add_parser(
         "baseline",
         help="adopt a database built without nxdata: record its current schema as migration 1",
@@ -442,6 +461,29 @@ def _cmd_migrate(run: _Runner) -> int:
     return EXIT_OK
 
 
+def _cmd_seed(run: _Runner) -> int:
+    from .migrations.runner import migrate
+
+    started = time.perf_counter()
+    with run.url() as url:
+        result = migrate(
+            url,
+            run.settings.migrations_dir,
+            schemas=run.scope(),
+            processes=run.models().processes,
+            progress=run.say,
+            processes_only=True,
+            again=run.args.again,
+        )
+    count = len(result.processes)
+    run.say(
+        f"ran {count} process{'es' if count != 1 else ''} in {time.perf_counter() - started:.2f} s"
+        if count
+        else "no process is due"
+    )
+    return EXIT_OK
+
+
 def _cmd_baseline(run: _Runner) -> int:
     from .migrations.generate import baseline
 
@@ -462,7 +504,7 @@ def _cmd_baseline(run: _Runner) -> int:
 
 def _cmd_lint(run: _Runner) -> int:
     from .config import database_url
-    from .migrations.lint import lint
+    from .migrations.linting import lint
 
     root = run.settings.migrations_dir
     offline = run.args.offline or (
@@ -672,6 +714,7 @@ def _one_line(message: str) -> str:
 _COMMANDS: dict[str, Callable[[_Runner], int]] = {
     "diff": _cmd_diff,
     "migrate": _cmd_migrate,
+    "seed": _cmd_seed,
     "check": _cmd_check,
     "status": _cmd_status,
     "baseline": _cmd_baseline,

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Literal, NamedTuple, get_args, get_origin
+from typing import Annotated, Any, Literal, NamedTuple, cast, get_args, get_origin
 from uuid import UUID
 
 import msgspec
@@ -66,6 +66,8 @@ class Compiled(NamedTuple):
     plan: tuple[Step, ...]
     decoder: RowDecoder[Any] | None
     patterns: tuple[str, ...] = ()
+    method: str = ""  # the repository method, for `nxdata.observe` (set when cached)
+    shape: str = ""  # a short digest of the SQL: same filter shape, same value
 
     def params(self, values: Sequence[Any]) -> list[Any]:
         """The parameter list for one call's values."""
@@ -894,10 +896,13 @@ class Compiler:
         live: bool,
         policy: FilterPolicy,
         deleted: bool = False,
+        after: tuple[str, ...] | None = None,
+        within: str | None = None,
     ) -> tuple[Criterion | None, int]:
         """The WHERE of a statement: the primary key (one slot), the scope (a slot per column),
-        the where clause (its slots), the soft-delete test; all ANDed. The client's where is
-        one parenthesized term, so nothing in it (a top-level ``or``) widens the rest."""
+        the where clause (its slots), the keyset condition of `after` (a slot per order key),
+        the soft-delete test; all ANDed. The client's where is one parenthesized term, so
+        nothing in it (a top-level ``or``) widens the rest."""
         terms: list[Criterion] = []
         if by_id:
             criterion, slot = self._pk_criterion(slot)
@@ -908,8 +913,17 @@ class Compiler:
             param = _Param(slot, conv.scalar(), _base_type(column.sql_type), conv.as_is())
             terms.append(_Sql("{0} = {1}", _Ident(column.name), param))
             slot += 1
+        if within is not None:  # the keys of included rows: code's own values, one array
+            column = self.table.column(within)
+            conv = _Conv(self.name, column, "include")
+            param = _Param(slot, conv.listing(conv.scalar()), _base_type(column.sql_type) + "[]")
+            terms.append(_Sql("{0} = ANY({1})", _Ident(column.name), param))
+            slot += 1
         if where_key:
             criterion, slot = self.where(where_key, slot, policy=policy)
+            terms.append(criterion)
+        if after:
+            criterion, slot = self._keyset(after, slot, policy)
             terms.append(criterion)
         if live and self.soft is not None:
             terms.append(_Sql("{0} IS NULL", _Ident(self.soft.name)))
@@ -944,6 +958,60 @@ class Compiler:
                 )
             )
         return _Junction("AND", terms), slot + 1
+
+    def keys(
+        self, order: tuple[str, ...], policy: FilterPolicy
+    ) -> tuple[tuple[ColumnDef, bool], ...]:
+        """The order's columns and whether each is descending; `FilterError` for a column
+        the keyset cannot use (one that may be NULL: a row comparison skips NULLs)."""
+        out = []
+        for i, text in enumerate(order):
+            match = _ORDER.fullmatch(text) if type(text) is str and len(text) <= 200 else None
+            if match is None:
+                raise FilterError(
+                    f"cannot read {shown(text)}: use 'column [ASC|DESC]'",
+                    table=self.name,
+                    part=f"order[{i}]",
+                )
+            column = self.column(match.group(1), f"order[{i}]", policy=policy, use="order")
+            if column.nullable or column.kind != "scalar":
+                raise FilterError(
+                    f"a cursor pages by NOT NULL scalar columns; {column.field} "
+                    + ("may be NULL" if column.nullable else f"is {column.kind}")
+                    + ": order by other columns, or page with offset",
+                    table=self.name,
+                    part=f"order[{i}]",
+                    field=column.field,
+                )
+            out.append((column, (match.group(2) or "ASC").upper() == "DESC"))
+        return tuple(out)
+
+    def _keyset(
+        self, order: tuple[str, ...], slot: int, policy: FilterPolicy
+    ) -> tuple[Criterion, int]:
+        """Rows after a cursor in `order`: ``(a, b) > (%s, %s)`` — one row comparison, which
+        an index on ``(a, b)`` serves — when every key goes the same way; with mixed
+        directions the equivalent ``a > %s OR (a = %s AND b < %s)``."""
+        keys = self.keys(order, policy)
+        params = []
+        for i, (column, _) in enumerate(keys):
+            conv = _Conv(self.name, column, f"after[{i}]")
+            params.append(
+                _Param(slot + i, conv.scalar(), _base_type(column.sql_type), conv.as_is())
+            )
+        idents = [_Ident(column.name) for column, _ in keys]
+        n = len(keys)
+        if len({descending for _, descending in keys}) == 1:
+            sign = "<" if keys[0][1] else ">"
+            left = ", ".join(f"{{{i}}}" for i in range(n))
+            right = ", ".join(f"{{{n + i}}}" for i in range(n))
+            return _Sql(f"({left}) {sign} ({right})", *idents, *params), slot + n
+        ors = []
+        for i, (_, descending) in enumerate(keys):
+            equal = [_Sql("{0} = {1}", idents[j], params[j]) for j in range(i)]
+            beyond = _Sql("{0} " + ("<" if descending else ">") + " {1}", idents[i], params[i])
+            ors.append(_Junction("AND", [*equal, beyond]))
+        return _Junction("OR", ors), slot + n
 
     def _order(self, order: tuple[str, ...], policy: FilterPolicy) -> list[_Sql]:
         if len(order) > len(self.columns):
@@ -999,13 +1067,37 @@ class Compiler:
         by_id: bool = False,
         policy: FilterPolicy = TRUSTED,
         scope: tuple[str, ...] = (),
+        after: bool = False,
+        partition: str | None = None,
+        extra: tuple[str, ...] = (),
+        within: str | None = None,
     ) -> Compiled:
         """SELECT for a filter shape. Values: ``[id]`` if `by_id`, the scope's values, where
-        values, limit, offset."""
+        values, the cursor's values (`after`: a keyset condition on the order's columns),
+        limit, offset.
+
+        With `partition` (a column), ``limit`` and ``offset`` apply to each value of that
+        column — the rows of each parent, for an included relation — through ``row_number()``.
+        `extra` names columns selected whatever ``fields`` says (the keys relations join on).
+        """
         selected = self._selected(fields, policy)
+        if extra:
+            chosen = {c.name for c in selected} | set(extra)
+            selected = tuple(c for c in self.columns if c.name in chosen)
         criterion, slot = self._restriction(
-            0, by_id=by_id, scope=scope, where_key=where_key, live=live, policy=policy
+            0,
+            by_id=by_id,
+            scope=scope,
+            where_key=where_key,
+            live=live,
+            policy=policy,
+            after=order if after and order else None,
+            within=within,
         )
+        if partition is not None and (has_limit or has_offset):
+            return self._ranked(
+                selected, criterion, slot, order, policy, partition, has_limit, has_offset
+            )
         query = PostgreSQLQuery.from_(self.ptable).select(
             *(_Sql(self._select_sql(c)) for c in selected)
         )
@@ -1028,6 +1120,56 @@ class Compiler:
 
         sql, plan = _render(build)
         return Compiled(sql, plan, self._decoder(selected), self._patterns(where_key))
+
+    def _ranked(
+        self,
+        selected: tuple[ColumnDef, ...],
+        criterion: Criterion | None,
+        slot: int,
+        order: tuple[str, ...] | None,
+        policy: FilterPolicy,
+        partition: str,
+        has_limit: bool,
+        has_offset: bool,
+    ) -> Compiled:
+        """``limit`` / ``offset`` per value of `partition`: the rows numbered within their
+        partition (in `order`, else by primary key), then cut."""
+        terms = (
+            self._order(order, policy)
+            if order
+            else [_Sql("{0} ASC", _Ident(c.name)) for c in self.pk]
+        )
+        window = (
+            "row_number() OVER (PARTITION BY {0} ORDER BY "
+            + ", ".join(f"{{{i + 1}}}" for i in range(len(terms)))
+            + ') AS "nxdata_rank"'
+        )
+        inner = PostgreSQLQuery.from_(self.ptable).select(
+            *(_Sql(self._select_sql(c)) for c in selected),
+            _Sql(window, _Ident(partition), *terms),
+        )
+        if criterion is not None:
+            inner = inner.where(criterion)
+        limit = _Param(slot, int, None, int) if has_limit else None
+        slot += has_limit
+        offset = _Param(slot, int, None, int) if has_offset else None
+        names = ", ".join(_quote(c.name) for c in selected)
+        if limit is not None and offset is not None:
+            cut = _Sql('"nxdata_rank" > {0} AND "nxdata_rank" <= {0} + {1}', offset, limit)
+        elif limit is not None:
+            cut = _Sql('"nxdata_rank" <= {0}', limit)
+        else:
+            assert offset is not None
+            cut = _Sql('"nxdata_rank" > {0}', offset)
+
+        def build() -> str:
+            return (
+                f'SELECT {names} FROM ({inner.get_sql()}) AS "nxdata_ranked" WHERE '
+                f'{cut.get_sql()} ORDER BY {_quote(partition)}, "nxdata_rank"'
+            )
+
+        sql, plan = _render(build)
+        return Compiled(sql, plan, self._decoder(selected))
 
     def aggregate(
         self,
@@ -1054,6 +1196,99 @@ class Compiler:
 
         sql, plan = _render(build)
         return Compiled(sql, plan, None, self._patterns(where_key))
+
+    def group(
+        self,
+        *,
+        where_key: tuple[Any, ...] | None,
+        group_by: tuple[str, ...],
+        count: bool,
+        measures: tuple[tuple[str, tuple[str, ...]], ...],
+        order: tuple[str, ...] | None,
+        has_limit: bool,
+        live: bool,
+        policy: FilterPolicy = TRUSTED,
+        scope: tuple[str, ...] = (),
+    ) -> Compiled:
+        """``SELECT group columns, count(*), sum(x)... GROUP BY ...`` (`Repository.aggregate`).
+        Values: the scope's, the where clause's, the limit."""
+        criterion, slot = self._restriction(
+            0, by_id=False, scope=scope, where_key=where_key, live=live, policy=policy
+        )
+        groups = [
+            self._scalar(self.column(g, f"group_by[{i}]", policy=policy, use="fields"))
+            for i, g in enumerate(group_by)
+        ]
+        select: list[Term] = [_Sql("{0}", _Ident(c.name)) for c in groups]
+        keys: list[tuple[str, ColumnDef | None]] = [(c.field, c) for c in groups]
+        if count:
+            select.append(_Sql('count(*) AS "count"'))
+            keys.append(("count", None))
+        for function, columns in measures:
+            for i, name in enumerate(columns):
+                column = self._scalar(
+                    self.column(name, f"{function}[{i}]", policy=policy, use="fields")
+                )
+                numeric = column.python_type in (int, float, Decimal)
+                if function in ("sum", "avg") and not numeric:
+                    raise FilterError(
+                        f"{function} needs a number column; {column.field} is not",
+                        table=self.name,
+                        part=f"{function}[{i}]",
+                        field=column.field,
+                    )
+                alias = f"{function}_{column.field}"
+                select.append(_Sql(f'{function}({{0}}) AS "{alias}"', _Ident(column.name)))
+                # min/max keep the column's type; a sum of integers is numeric in PostgreSQL
+                keys.append((alias, column if function in ("min", "max") else None))
+        if not select:
+            raise FilterError(
+                "aggregate computes nothing: ask for a count or a measure", table=self.name
+            )
+        query = PostgreSQLQuery.from_(self.ptable).select(*select)
+        if criterion is not None:
+            query = query.where(criterion)
+        names = [k for k, _ in keys]
+        tail = ""
+        if groups:
+            tail += " GROUP BY " + ", ".join(_quote(c.name) for c in groups)
+        if order:
+            terms = []
+            for i, text in enumerate(order):
+                match = _ORDER.fullmatch(text) if type(text) is str and len(text) <= 200 else None
+                if match is None or match.group(1) not in names:
+                    raise FilterError(
+                        f"order names a result key ({', '.join(names)}), not {shown(text)}",
+                        table=self.name,
+                        part=f"order[{i}]",
+                    )
+                terms.append(
+                    _quote(match.group(1))
+                    + " "
+                    + (match.group(2) or "ASC").upper()
+                    + (f" NULLS {match.group(3).upper()}" if match.group(3) else "")
+                )
+            tail += " ORDER BY " + ", ".join(terms)
+        elif groups:
+            tail += " ORDER BY " + ", ".join(_quote(c.name) for c in groups)
+        limit = _Sql(" LIMIT {0}", _Param(slot, int, None, int)) if has_limit else None
+
+        def build() -> str:
+            return query.get_sql() + tail + (limit.get_sql() if limit is not None else "")
+
+        sql, plan = _render(build)
+        # A decoder of dicts where rows decoders go: the same one()/many() interface.
+        decoder = cast("RowDecoder[Any]", GroupDecoder(keys))
+        return Compiled(sql, plan, decoder, self._patterns(where_key))
+
+    def _scalar(self, column: ColumnDef) -> ColumnDef:
+        if column.kind not in ("scalar", "enum"):
+            raise FilterError(
+                f"{column.field} is {column.kind}: group and aggregate scalar columns",
+                table=self.name,
+                field=column.field,
+            )
+        return column
 
     def _value_param(self, column: ColumnDef, slot: int) -> _Param:
         conv = _write_converter(column, table=self.name)
@@ -1307,3 +1542,30 @@ def _each(convert: Converter) -> Converter:
         return [convert(v) for v in values]
 
     return convert_all
+
+
+class GroupDecoder:
+    """Rows of an aggregate as dicts keyed by result name; enum columns back as their enum."""
+
+    __slots__ = ("_converters", "_names")
+
+    def __init__(self, keys: Sequence[tuple[str, ColumnDef | None]]) -> None:
+        self._names = tuple(name for name, _ in keys)
+        self._converters = tuple(
+            (i, column.python_type)
+            for i, (_, column) in enumerate(keys)
+            if column is not None and column.kind == "enum" and isinstance(column.python_type, type)
+        )
+
+    def one(self, row: Sequence[Any]) -> dict[str, Any]:
+        """One result row."""
+        out = dict(zip(self._names, row, strict=True))
+        for i, convert in self._converters:
+            name = self._names[i]
+            if out[name] is not None:
+                out[name] = convert(out[name])
+        return out
+
+    def many(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        """Every result row."""
+        return [self.one(row) for row in rows]

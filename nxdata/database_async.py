@@ -11,7 +11,7 @@ import random
 import select
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +20,7 @@ from weakref import WeakSet
 
 import psycopg
 import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict
 
 from ._acompat import ALock, asleep
 from ._connect import (
@@ -42,6 +43,7 @@ from .errors import (
     TransientError,
     map_database_error,
 )
+from .observe import QueryEvent, QueryHook, QueryObserver
 from .transaction_async import AsyncTransaction, AsyncTransactionBlock, begin
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
@@ -93,6 +95,13 @@ class AsyncDatabase:
         # Since when connections cannot be made (monotonic time) and why, None while they can:
         # a caller then gets ConnectionFailed after connect_timeout, not PoolTimeout after timeout.
         self._down: tuple[float, BaseException] | None = None
+        self._observer = QueryObserver(
+            database=name,
+            on_query=self.options.on_query,
+            log_parameters=self.options.log_parameters,
+            tracing=self.options.tracing,
+            server=_server(self.url),
+        )
 
     def __repr__(self) -> str:
         state = "open" if self._pool is not None else "closed"
@@ -499,7 +508,7 @@ class AsyncDatabase:
         transaction: AsyncTransaction | Autocommit | None = None,
     ) -> list[tuple[Any, ...]]:
         """Run a query and return all rows as tuples (joins the ambient transaction)."""
-        cursor = await self._statement(query, params, transaction)
+        cursor = await self._statement(query, params, transaction, "fetch_all")
         return cursor.rows
 
     async def fetch_value(
@@ -510,11 +519,35 @@ class AsyncDatabase:
         transaction: AsyncTransaction | Autocommit | None = None,
     ) -> Any:
         """Run a query and return the first column of the first row (None if no row)."""
-        rows = (await self._statement(query, params, transaction)).rows
+        rows = (await self._statement(query, params, transaction, "fetch_value")).rows
         return rows[0][0] if rows else None
 
+    # -- watching -------------------------------------------------------------------------------
+
+    def add_query_hook(self, hook: QueryHook) -> Callable[[], None]:
+        """Call `hook` with a `QueryEvent` after every statement of this database (see
+        `nxdata.observe`); returns a function that removes it.
+
+        >>> remove = db.add_query_hook(lambda event: metrics.observe(event.duration))
+        """
+        return self._observer.add(hook)
+
+    def watch_queries(self) -> AbstractContextManager[list[QueryEvent]]:
+        """The statements run on this database while the block runs, as `QueryEvent` s.
+
+        >>> with db.watch_queries() as events:
+        ...     await repo.find({"where": {"status": "open"}})
+        >>> [e.method for e in events]
+        ['find']
+        """
+        return self._observer.watch()
+
     async def _statement(
-        self, query: Any, params: Any, transaction: AsyncTransaction | Autocommit | None
+        self,
+        query: Any,
+        params: Any,
+        transaction: AsyncTransaction | Autocommit | None,
+        method: str = "execute",
     ) -> _Result:
         """Run a statement of the caller's in `transaction` (or the ambient one; else on its own,
         autocommit) with the block's local settings; its rows are read before the connection
@@ -523,16 +556,22 @@ class AsyncDatabase:
         conn = tx._connection() if tx is not None else await self._acquire()
         if changes_session(query):
             self._dirty.add(conn)
+        started = self._observer.start()
         try:
             cursor = await self._run(
                 conn, query, params, settings=self._local(), in_transaction=tx is not None
             )
             rows = await cursor.fetchall() if cursor.description is not None else []
+            if started is not None:
+                count = len(rows) if cursor.description is not None else cursor.rowcount
+                self._observer.done(started, query, _listed(params), method=method, rows=count)
             return _Result(cursor.rowcount, rows)
         except psycopg.Error as exc:
             error = map_database_error(exc)
             if tx is None and isinstance(error, ConnectionFailed):
-                raise unknown_outcome(error, "the statement") from exc
+                error = unknown_outcome(error, "the statement")
+            if started is not None:
+                self._observer.done(started, query, _listed(params), method=method, error=error)
             raise error from exc
         finally:
             if tx is None:
@@ -650,6 +689,27 @@ _RESET_SESSION = (
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; "
     "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
 )
+
+
+def _listed(params: Any) -> Sequence[Any] | None:
+    """Parameters as a sequence for a `QueryEvent` (a mapping's values)."""
+    if params is None or isinstance(params, Sequence):
+        return params
+    if isinstance(params, Mapping):
+        return list(params.values())
+    return None
+
+
+def _server(url: str) -> tuple[str | None, int | None, str | None]:
+    """Host, port and database name of a URL, for spans."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return None, None, None
+    port = str(info.get("port") or "").split(",")[0]
+    host = str(info.get("host") or "").split(",")[0] or None
+    name = info.get("dbname")
+    return host, int(port) if port.isdigit() else None, str(name) if name else None
 
 
 def _alive(conn: psycopg.AsyncConnection[Any]) -> bool:

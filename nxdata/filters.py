@@ -3,7 +3,12 @@
 A filter arrives as a dict or JSON (LoopBack style)::
 
     {"where": {"status": "active", "amount": {"gt": 10}, "or": [{"tier": "pro"}, {"vip": true}]},
-     "fields": ["id", "name"], "order": ["created_at DESC", "name"], "limit": 20, "offset": 40}
+     "fields": ["id", "name"], "order": ["created_at DESC", "name"], "limit": 20, "offset": 40,
+     "include": ["customer", {"relation": "items", "scope": {"order": ["name"], "limit": 5}}],
+     "after": "<the cursor of the previous page>"}
+
+``include`` loads related rows along declared foreign keys (`nxdata.relations`); ``after``
+continues a keyset page (`Repository.find_page`).
 
 `walk` turns a ``where`` dict into a hashable shape key (column and operator names, nesting,
 which values are ``None`` and, for jsonb paths, the JSON type of the value; never the values)
@@ -45,7 +50,7 @@ MAX_JSON_BYTES = 64 * 1024
 LOGICAL = frozenset({"and", "or"})
 """Logical keys: ``{"or": [{...}, {...}]}``; lists of conditions that nest."""
 
-_KEYS = frozenset({"where", "fields", "order", "limit", "offset", "skip"})
+_KEYS = frozenset({"where", "fields", "order", "limit", "offset", "skip", "include", "after"})
 
 
 class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True):
@@ -64,6 +69,8 @@ class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
     limit: int | None = None
     offset: int | None = None
     skip: int | None = None
+    include: list[str | dict[str, Any]] | None = None
+    after: str | None = None
 
     @classmethod
     def from_json(cls, data: bytes | str, *, max_bytes: int = MAX_JSON_BYTES) -> Filter:
@@ -100,21 +107,24 @@ Split = tuple[
     tuple[str, ...] | None,  # order
     Any,  # limit
     Any,  # offset
+    Any,  # include (checked by `nxdata.relations`)
+    Any,  # after (a cursor, checked by `nxdata.paging`)
 ]
 
 
 def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = None) -> Split:
-    """``(where, fields, order, limit, offset)`` of a filter, with lists made hashable.
+    """``(where, fields, order, limit, offset, include, after)`` of a filter, with lists made
+    hashable.
 
     >>> split_filter({"where": {"a": 1}, "order": "a DESC", "skip": 5})
-    ({'a': 1}, None, ('a DESC',), None, 5)
+    ({'a': 1}, None, ('a DESC',), None, 5, None, None)
     """
     if filter is None:
-        return None, None, None, None, None
+        return None, None, None, None, None, None, None
     if type(filter) is dict:
         # The hot path (every find() with a dict filter): one pass over the keys present,
         # checking them as it goes, and the common shapes of each part tested first.
-        where = fields = order = limit = offset = skip = None
+        where = fields = order = limit = offset = skip = include = after = None
         for key, value in filter.items():
             if key == "where":
                 where = value
@@ -128,6 +138,10 @@ def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = 
                 offset = value
             elif key == "skip":
                 skip = value
+            elif key == "include":
+                include = value
+            elif key == "after":
+                after = value
             else:
                 raise FilterError(
                     f"unknown filter key {shown(key)} (one of {', '.join(sorted(_KEYS))})",
@@ -145,19 +159,30 @@ def split_filter(filter: Filter | Mapping[str, Any] | None, table: str | None = 
             tuple(order) if type(order) is list else _names(order, "order", table),
             limit,
             offset,
+            include,
+            after,
         )
     if isinstance(filter, Mapping):  # any other mapping (a MappingProxy...) as a dict
         return split_filter(dict(filter), table)
     if isinstance(filter, Filter):
         where, fields, order, limit = filter.where, filter.fields, filter.order, filter.limit
         offset = filter.offset if filter.skip is None else _skip(filter.offset, filter.skip, table)
+        include, after = filter.include, filter.after
     else:
         raise FilterError(
             f"a filter is a dict or a Filter, not {type(filter).__name__}", table=table
         )
     if where is not None and type(where) is not dict:
         where = _where_dict(where, table)
-    return where, _names(fields, "fields", table), _names(order, "order", table), limit, offset
+    return (
+        where,
+        _names(fields, "fields", table),
+        _names(order, "order", table),
+        limit,
+        offset,
+        include,
+        after,
+    )
 
 
 def _skip(offset: Any, skip: Any, table: str | None) -> Any:

@@ -24,7 +24,7 @@ endpoint and reuse it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,9 @@ class FilterPolicy:
       ``max_string``: characters of a string value.
     - ``statement_timeout``: seconds a statement run under the policy may take (None: the
       session's setting).
+    - ``include``: the relations a filter may ``include`` (none by default): a list of names
+      (their rows then run under ``FilterPolicy()``'s defaults), or a mapping of names to the
+      policy of each related table (``{"items": FilterPolicy(fields=["name", "qty"])}``).
     - ``client``: bodies are client bodies (server-managed and hidden columns cannot be set) and
       hidden columns are unknown to filters. False only for `TRUSTED` and policies derived
       from it.
@@ -98,8 +101,10 @@ class FilterPolicy:
     max_list: int = 1000
     max_string: int = 10_000
     statement_timeout: float | None = 5.0
+    include: Mapping[str, FilterPolicy] | Collection[str] | None = None
     client: bool = True
     _sets: dict[str, frozenset[str] | None] = field(init=False, repr=False, compare=False)
+    _related: dict[str, FilterPolicy] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         sets: dict[str, frozenset[str] | None] = {}
@@ -131,6 +136,30 @@ class FilterPolicy:
         if self.statement_timeout is not None and self.statement_timeout <= 0:
             raise ConfigurationError("FilterPolicy(statement_timeout=...) must be positive")
         object.__setattr__(self, "_sets", sets)
+        related: dict[str, FilterPolicy] = {}
+        if isinstance(self.include, str):
+            raise ConfigurationError("FilterPolicy(include=...) takes a list of relation names")
+        if isinstance(self.include, Mapping):
+            for name, policy in self.include.items():
+                if not isinstance(policy, FilterPolicy):
+                    raise ConfigurationError(
+                        f"FilterPolicy(include={{{name!r}: ...}}) takes a FilterPolicy"
+                    )
+                related[name] = policy
+        elif self.include is not None:
+            related = {name: _CLIENT_DEFAULT for name in self.include}
+        object.__setattr__(self, "_related", related)
+
+    def included(self) -> frozenset[str]:
+        """The relations a filter may include under this policy."""
+        return frozenset(self._related)
+
+    def related(self, name: str) -> FilterPolicy:
+        """The policy the rows of an included relation run under: the one ``include`` gives,
+        `TRUSTED` under `TRUSTED`."""
+        if not self.client:
+            return self
+        return self._related[name]
 
     def allowed(self, part: str) -> frozenset[str] | None:
         """The names allowed in ``filter``, ``order`` or ``fields`` (None: every visible column)."""
@@ -153,6 +182,8 @@ class FilterPolicy:
         return max(1, round(self.statement_timeout * 1000))
 
 
+_CLIENT_DEFAULT: FilterPolicy  # set below: the policy of relations a client policy names only
+
 TRUSTED = FilterPolicy(
     operators=OPERATORS,
     default_limit=None,
@@ -169,3 +200,5 @@ TRUSTED = FilterPolicy(
 ones too when named, every operator, no default limit or offset cap, no timeout of its own.
 Structural limits still apply (64 levels of ``and`` / ``or``), so no filter can exhaust the
 stack."""
+
+_CLIENT_DEFAULT = FilterPolicy()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import inspect
 import itertools
 import operator
@@ -39,7 +40,9 @@ from .errors import (
 )
 from .filters import Filter, WhereKey, check_conditions, split_filter, walk
 from .locks import Lock
+from .paging import Page, decode_cursor, encode_cursor
 from .policy import TRUSTED, FilterPolicy
+from .relations import Include, attach, parse_include, with_relations
 from .rows import GC_PAUSE_ROWS, GcPause
 from .table import ColumnDef, Table, table_of
 from .transaction import Transaction
@@ -48,6 +51,7 @@ from .values import json_text_problem, shown
 __all__ = ["Repository", "SoftDeletableRepository"]
 
 T = TypeVar("T", bound=msgspec.Struct)
+R = TypeVar("R", bound=msgspec.Struct)
 
 FilterLike = Filter | Mapping[str, Any] | None
 Tx = Transaction | Autocommit | None
@@ -66,6 +70,37 @@ Query = str | bytes | psycopg.sql.SQL | psycopg.sql.Composed | SqlBuilder
 
 _ALL, _ONE, _COUNT = 0, 1, 2
 _MAX_SHAPES = 4096  # a bound on the statement cache: shapes are few unless someone probes us
+_ORDER_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class _Extras:
+    """What a filter asks for besides its statement: relations to include, a page's order
+    and keys, columns to select whatever ``fields`` says (see `Repository._extras`)."""
+
+    __slots__ = ("extra", "includes", "keys", "limit", "order", "where")
+
+    def __init__(
+        self,
+        includes: tuple[Include, ...],
+        order: tuple[str, ...] | None,
+        extra: tuple[str, ...],
+        keys: tuple[tuple[ColumnDef, bool], ...],
+        where: dict[str, Any] | None,
+    ) -> None:
+        self.includes, self.order, self.extra, self.keys = includes, order, extra, keys
+        self.where = where
+        self.limit: int | None = None  # a page's size
+
+
+# The repository method of each statement kind, as `QueryEvent.method` reports it.
+_METHODS = {
+    "select": "find",
+    "by_id": "find_by_id",
+    "insert": "create",
+    "insert_many": "create_all",
+    "soft_delete_by_id": "delete_by_id",
+    "soft_delete_all": "delete_all",
+}
 _MAX_OFFSET = 2**63 - 1  # a bigint: larger is a server error, so a FilterError here
 _UNSET = msgspec.UNSET
 _cursor_names = itertools.count(1)
@@ -184,6 +219,10 @@ class Repository(Generic[T]):
         except TypeError as exc:  # an unhashable name somewhere in the filter
             raise FilterError(f"malformed filter: {exc}", table=self._name) from None
         compiled: Compiled = build(*args, **kwargs)
+        compiled = compiled._replace(
+            method=_METHODS.get(key[0], str(key[0])),
+            shape=hashlib.blake2b(compiled.sql.encode(), digest_size=6).hexdigest(),
+        )
         if len(self._cache) >= _MAX_SHAPES:
             self._cache.pop(next(iter(self._cache)))
         self._cache[key] = compiled
@@ -256,7 +295,10 @@ class Repository(Generic[T]):
         *,
         by_id: Any = _UNSET,
         one: bool = False,
-    ) -> tuple[Compiled, list[Any]]:
+        page: bool = False,
+        within: tuple[str, list[Any]] | None = None,
+        per_parent: bool = False,
+    ) -> tuple[Compiled, list[Any], _Extras | None]:
         if lock is not None:
             if type(lock) is not Lock:
                 raise TypeError(f"lock= takes a Lock (e.g. Lock.UPDATE.nowait()), not {lock!r}")
@@ -266,10 +308,14 @@ class Repository(Generic[T]):
                     "outside one would be released at once)"
                 )
         policy = self.policy
-        where, fields, order, limit, offset = split_filter(filter, self._name)
+        where, fields, order, limit, offset, include, after = split_filter(filter, self._name)
         values: list[Any] = [] if by_id is _UNSET else [by_id]
         if self._scope_values:
             values += self._scope_values
+        join: str | None = None
+        if within is not None:  # included rows: the keys of their parents
+            join = within[0]
+            values.append(within[1])
         # split_filter made `where` a dict (or None): walk it directly
         if where:
             before = len(values)
@@ -280,35 +326,51 @@ class Repository(Generic[T]):
             where_key = None
         live = self.soft_delete and not include_deleted
         scope = self._scope_fields
+        extras: _Extras | None = None
+        extra: tuple[str, ...] = ()
+        if include is not None or after is not None or page or join is not None:
+            extras = self._extras(where, include, after, page, order, values)
+            order, extra = extras.order, extras.extra
+            if join is not None and join not in extra:
+                extra = tuple(sorted((*extra, join)))
         if by_id is not _UNSET:
-            if order is not None or limit is not None or offset is not None:
+            if order is not None or limit is not None or offset is not None or after is not None:
                 part = "order" if order is not None else "limit" if limit is not None else "offset"
                 raise FilterError(
-                    "find_by_id takes where and fields only (one row: no order or paging)",
+                    "find_by_id takes where, fields and include only (one row: no order or paging)",
                     table=self._name,
-                    part=part,
+                    part=part if after is None else "after",
                 )
-            key: tuple[Any, ...] = ("by_id", where_key, fields, lock, live, policy, scope)
+            key: tuple[Any, ...] = ("by_id", where_key, fields, lock, live, policy, scope, extra)
             try:
-                return self._cache[key], values  # a repeated shape: no keywords to build
+                return self._cache[key], values, extras  # a repeated shape: no keywords to build
             except (KeyError, TypeError):
                 pass
-            return self._statement(
-                key,
-                self._compiler.select,
-                where_key=where_key,
-                fields=fields,
-                order=None,
-                has_limit=False,
-                has_offset=False,
-                lock=lock,
-                live=live,
-                by_id=True,
-                policy=policy,
-                scope=scope,
-            ), values
+            return (
+                self._statement(
+                    key,
+                    self._compiler.select,
+                    where_key=where_key,
+                    fields=fields,
+                    order=None,
+                    has_limit=False,
+                    has_offset=False,
+                    lock=lock,
+                    live=live,
+                    by_id=True,
+                    policy=policy,
+                    scope=scope,
+                    extra=extra,
+                ),
+                values,
+                extras,
+            )
         if limit is None:
             limit = policy.default_limit
+        if page and limit is None:
+            raise FilterError(
+                "find_page needs a limit (the page size)", table=self._name, part="limit"
+            )
         if one:
             has_limit = True
             values.append(1)
@@ -319,29 +381,103 @@ class Repository(Generic[T]):
             and (policy.max_limit is None or limit <= policy.max_limit)
         ):  # the usual valid limit, inline; anything else through _paging and its errors
             has_limit = True
-            values.append(limit)
+            values.append(limit + 1 if page else limit)  # a page reads one more: is there a next?
         else:
             has_limit = self._paging(limit, "limit", values, policy)
+            if page:
+                values[-1] += 1
+        if extras is not None:
+            extras.limit = values[-1] - 1 if page else None
         has_offset = offset is not None and self._paging(offset, "offset", values, policy)
-        key = ("select", where_key, fields, order, has_limit, has_offset, lock, live, policy, scope)
+        cursor = after is not None
+        partition = join if per_parent and (has_limit or has_offset) else None
+        key = (
+            "select",
+            where_key,
+            fields,
+            order,
+            has_limit,
+            has_offset,
+            lock,
+            live,
+            policy,
+            scope,
+            cursor,
+            extra,
+            join,
+            partition,
+        )
         try:
             # A repeated shape: a dict lookup, without the call through _statement below.
-            return self._cache[key], values
+            return self._cache[key], values, extras
         except (KeyError, TypeError):
             pass
-        return self._statement(
-            key,
-            self._compiler.select,
-            where_key=where_key,
-            fields=fields,
-            order=order,
-            has_limit=has_limit,
-            has_offset=has_offset,
-            lock=lock,
-            live=live,
-            policy=policy,
-            scope=scope,
-        ), values
+        return (
+            self._statement(
+                key,
+                self._compiler.select,
+                where_key=where_key,
+                fields=fields,
+                order=order,
+                has_limit=has_limit,
+                has_offset=has_offset,
+                lock=lock,
+                live=live,
+                policy=policy,
+                scope=scope,
+                after=cursor,
+                extra=extra,
+                within=join,
+                partition=partition,
+            ),
+            values,
+            extras,
+        )
+
+    def _extras(
+        self,
+        where: dict[str, Any] | None,
+        include: Any,
+        after: Any,
+        page: bool,
+        order: tuple[str, ...] | None,
+        values: list[Any],
+    ) -> _Extras:
+        """What a filter with ``include``, ``after`` or a page needs besides its statement: the
+        relations to load, the order completed with the primary key (a cursor needs unique
+        keys), the cursor's values (appended to `values`), the columns to select whatever
+        ``fields`` says."""
+        policy = self.policy
+        includes = parse_include(include, self.table, policy) if include is not None else ()
+        extra = {c for item in includes for c in item.relation.source_columns}
+        keys: tuple[tuple[ColumnDef, bool], ...] = ()
+        if page or after is not None:
+            order = self._page_order(order)
+            keys = self._compiler.keys(order, policy)
+            extra |= {column.name for column, _ in keys}
+            if after is not None:
+                values += decode_cursor(after, order, self._name)
+        return _Extras(includes, order, tuple(sorted(extra)), keys, where)
+
+    def _page_order(self, order: tuple[str, ...] | None) -> tuple[str, ...]:
+        """`order` with the primary key's columns added (ascending) where it lacks them: a
+        cursor's keys must identify one row."""
+        order = tuple(order or ())
+        named = set()
+        for text in order:
+            match = _ORDER_NAME.match(text) if type(text) is str else None
+            if match is not None:
+                named.add(match.group(1))
+        missing = [
+            c.field for c in self._compiler.pk if c.field not in named and c.name not in named
+        ]
+        if not self._compiler.pk:
+            raise FilterError(
+                "pages by cursor need a primary key (the last key of the order)",
+                table=self._name,
+                part="order",
+            )
+        return order + tuple(missing)
 
     def compile(self, filter: FilterLike = None, *, include_deleted: bool = False) -> CompiledQuery:
         """The SELECT that `find` would run for a filter, without running it: its SQL text and
@@ -351,7 +487,7 @@ class Repository(Generic[T]):
         >>> q.params
         ['active', 20]
         """
-        statement, values = self._select(filter, None, None, include_deleted)
+        statement, values, _ = self._select(filter, None, None, include_deleted)
         return CompiledQuery(statement.sql, statement.params(values))
 
     # -- execution ---------------------------------------------------------------------------------
@@ -374,6 +510,7 @@ class Repository(Generic[T]):
         *,
         write: bool,
         pause: GcPause | None = None,
+        method: str | None = None,
     ) -> Any:
         """Run a compiled statement. Outside a transaction, a read whose connection is lost is
         run once more on a fresh connection (it changed nothing), and a write whose connection
@@ -382,6 +519,8 @@ class Repository(Generic[T]):
         settings = self._settings()
         retry = transaction is None and not write
         stale = self.db.options.max_size  # each pooled connection may hold the stale plan
+        observer = self.db._observer
+        started = observer.start()
         while True:
             conn = (
                 transaction._connection()
@@ -399,13 +538,26 @@ class Repository(Generic[T]):
                     )
                 else:
                     cursor = conn.execute(statement.sql, params)
+                result: Any
                 if mode == _ALL:
                     if pause is not None and cursor.rowcount >= GC_PAUSE_ROWS:
                         pause.begin()  # the caller ends it once the rows are decoded
-                    return cursor.fetchall()
-                if mode == _ONE:
-                    return cursor.fetchone()
-                return cursor.rowcount
+                    result = cursor.fetchall()
+                elif mode == _ONE:
+                    result = cursor.fetchone()
+                else:
+                    result = cursor.rowcount
+                if started is not None:
+                    observer.done(
+                        started,
+                        statement.sql,
+                        params,
+                        method=method or statement.method,
+                        table=self._name,
+                        shape=statement.shape,
+                        rows=len(result) if mode == _ALL else cursor.rowcount,
+                    )
+                return result
             except psycopg.Error as exc:
                 error = self._error(exc, statement)
                 if isinstance(error, StalePlan):
@@ -421,7 +573,17 @@ class Repository(Generic[T]):
                         retry = False
                         continue
                     if write:
-                        raise unknown_outcome(error, "the statement") from exc
+                        error = unknown_outcome(error, "the statement")
+                if started is not None:
+                    observer.done(
+                        started,
+                        statement.sql,
+                        params,
+                        method=method or statement.method,
+                        table=self._name,
+                        shape=statement.shape,
+                        error=error,
+                    )
                 raise error from exc
             finally:
                 if transaction is None:
@@ -448,6 +610,7 @@ class Repository(Generic[T]):
         transaction: Transaction | None,
         *,
         write: bool,
+        method: str | None = None,
     ) -> list[T]:
         decoder = statement.decoder
         assert decoder is not None
@@ -455,7 +618,9 @@ class Repository(Generic[T]):
         # connection goes back to the pool before the decoding.
         pause = GcPause()
         try:
-            rows = self._execute(statement, values, transaction, _ALL, write=write, pause=pause)
+            rows = self._execute(
+                statement, values, transaction, _ALL, write=write, pause=pause, method=method
+            )
             return decoder.many(rows)
         finally:
             pause.end()
@@ -467,8 +632,9 @@ class Repository(Generic[T]):
         transaction: Transaction | None,
         *,
         write: bool,
+        method: str | None = None,
     ) -> T | None:
-        row = self._execute(statement, values, transaction, _ONE, write=write)
+        row = self._execute(statement, values, transaction, _ONE, write=write, method=method)
         if row is None:
             return None
         assert statement.decoder is not None
@@ -497,8 +663,11 @@ class Repository(Generic[T]):
         >>> repo.find({"where": {"status": {"inq": ["a", "b"]}}, "order": "name", "limit": 5})
         """
         transaction = self.db._transaction(transaction)
-        statement, values = self._select(filter, lock, transaction, include_deleted)
-        return self._rows(statement, values, transaction, write=lock is not None)
+        statement, values, extras = self._select(filter, lock, transaction, include_deleted)
+        rows = self._rows(statement, values, transaction, write=lock is not None)
+        if extras is not None and extras.includes:
+            return self._include(rows, extras.includes, transaction)
+        return rows
 
     def find_one(
         self,
@@ -513,8 +682,13 @@ class Repository(Generic[T]):
         >>> repo.find_one({"where": {"email": "a@example.com"}})
         """
         transaction = self.db._transaction(transaction)
-        statement, values = self._select(filter, lock, transaction, include_deleted, one=True)
-        return self._row(statement, values, transaction, write=lock is not None)
+        statement, values, extras = self._select(
+            filter, lock, transaction, include_deleted, one=True
+        )
+        row = self._row(statement, values, transaction, write=lock is not None, method="find_one")
+        if row is not None and extras is not None and extras.includes:
+            return (self._include([row], extras.includes, transaction))[0]
+        return row
 
     def find_by_id(
         self,
@@ -532,8 +706,239 @@ class Repository(Generic[T]):
         >>> repo.find_by_id("0b6c...", lock=Lock.UPDATE, transaction=tx)
         """
         transaction = self.db._transaction(transaction)
-        statement, values = self._select(filter, lock, transaction, include_deleted, by_id=id)
-        return self._row(statement, values, transaction, write=lock is not None)
+        statement, values, extras = self._select(
+            filter, lock, transaction, include_deleted, by_id=id
+        )
+        row = self._row(statement, values, transaction, write=lock is not None)
+        if row is not None and extras is not None and extras.includes:
+            return (self._include([row], extras.includes, transaction))[0]
+        return row
+
+    # -- relations, pages, aggregates ----------------------------------------------------------
+
+    def _include(
+        self,
+        rows: list[T],
+        includes: tuple[Include, ...],
+        transaction: Transaction | None,
+    ) -> list[T]:
+        """Load the included relations of `rows`, one query per relation, and return the rows
+        as instances of a subclass of their type with a field per relation (a list for a
+        has-many, a row or None for a belongs-to)."""
+        if not rows:
+            return rows
+        loaded = [self._load(item, rows, transaction) for item in includes]
+        target = with_relations(type(rows[0]), tuple(item.relation.name for item in includes))
+        out = []
+        for row in rows:
+            found: dict[str, Any] = {}
+            for item, by_key in zip(includes, loaded, strict=True):
+                relation = item.relation
+                key = getattr(row, self.table.by_name[relation.source_columns[0]].field)
+                value = by_key.get(key)
+                found[relation.name] = (value or []) if relation.many else value
+            out.append(attach(row, target, found))
+        return out
+
+    def _load(
+        self, item: Include, rows: list[T], transaction: Transaction | None
+    ) -> dict[Any, Any]:
+        """The rows of one included relation, by the key they share with their parent."""
+        relation = item.relation
+        if len(relation.source_columns) != 1:
+            raise FilterError(
+                f"relation {relation.name} joins on several columns: include supports one",
+                table=self._name,
+                part=item.part,
+            )
+        source = self.table.by_name[relation.source_columns[0]].field
+        keys = list(dict.fromkeys(k for row in rows if (k := getattr(row, source)) is not None))
+        if not keys:
+            return {}
+        related: Repository[Any] = Repository(
+            self.db, relation.target.row_type, policy=self.policy.related(relation.name)
+        )
+        shared = {
+            field: value
+            for field, value in zip(self._scope_fields, self._scope_values, strict=True)
+            if field in relation.target.by_field
+        }
+        if shared:  # a tenant's scope follows it into the related table
+            related = related.scoped(**shared)
+        scope = item.scope
+        if not relation.many and ("limit" in scope or "offset" in scope or "order" in scope):
+            raise FilterError(
+                f"{relation.name} is one row per parent: its scope takes where, fields and include",
+                table=self._name,
+                part=f"{item.part}.scope",
+            )
+        column = relation.target_columns[0]
+        scope = dict(scope)
+        if relation.many and "order" not in scope:  # the same list every time: by primary key
+            scope["order"] = [c.field for c in relation.target.columns if c.primary_key]
+        try:
+            statement, values, extras = related._select(
+                scope,
+                None,
+                transaction,
+                False,
+                within=(column, keys),
+                per_parent=relation.many,
+            )
+        except FilterError as exc:  # the same error, placed in the parent's filter
+            raise FilterError(
+                exc.reason,
+                table=exc.table,
+                part=f"{item.part}.scope.{exc.part}" if exc.part else f"{item.part}.scope",
+                field=exc.field,
+                operator=exc.operator,
+            ) from None
+        found = related._rows(
+            statement, values, transaction, write=False, method=f"include {relation.name}"
+        )
+        if extras is not None and extras.includes:
+            found = related._include(found, extras.includes, transaction)
+        field = relation.target.by_name[column].field
+        if not relation.many:
+            return {getattr(child, field): child for child in found}
+        grouped: dict[Any, list[Any]] = {}
+        for child in found:
+            grouped.setdefault(getattr(child, field), []).append(child)
+        return grouped
+
+    def find_page(
+        self,
+        filter: FilterLike = None,
+        *,
+        total: Literal["exact", "estimate"] | None = None,
+        transaction: Tx = None,
+        include_deleted: bool = False,
+    ) -> Page[T]:
+        """A page of rows by keyset: `Page` with ``items``, ``next`` (the cursor to pass as
+        the next filter's ``after``; None on the last page) and, with ``total="exact"`` (a
+        ``count``) or ``"estimate"`` (the planner's estimate: no scan), ``total``.
+
+        The order (the primary key if none) gets the primary key added, so keys are unique;
+        order columns must be NOT NULL. The filter needs a limit (a client policy gives one).
+
+        >>> page = repo.find_page({"order": ["created_at DESC"], "limit": 20})
+        >>> more = repo.find_page({"order": ["created_at DESC"], "limit": 20,
+        ...                              "after": page.next})
+        """
+        transaction = self.db._transaction(transaction)
+        statement, values, extras = self._select(
+            filter, None, transaction, include_deleted, page=True
+        )
+        assert extras is not None and extras.limit is not None and extras.order is not None
+        rows = self._rows(statement, values, transaction, write=False, method="find_page")
+        more = len(rows) > extras.limit
+        rows = rows[: extras.limit]
+        cursor = None
+        if more and rows:
+            last = rows[-1]
+            cursor = encode_cursor(
+                extras.order, [getattr(last, column.field) for column, _ in extras.keys]
+            )
+        if extras.includes:
+            rows = self._include(rows, extras.includes, transaction)
+        counted: int | None = None
+        if total == "exact":
+            counted = self.count(
+                extras.where, transaction=transaction, include_deleted=include_deleted
+            )
+        elif total == "estimate":
+            counted = self._estimate(extras.where, transaction, include_deleted)
+        elif total is not None:
+            raise FilterError(
+                f"total is 'exact', 'estimate' or None, not {total!r}", table=self._name
+            )
+        return Page(items=rows, next=cursor, total=counted)
+
+    def _estimate(
+        self, where: Where, transaction: Transaction | None, include_deleted: bool
+    ) -> int:
+        """The planner's estimate of the rows matching `where` (EXPLAIN, no scan)."""
+        statement, values, _ = self._select(
+            {"where": where} if where else None, None, transaction, include_deleted
+        )
+        params = statement.params(values)
+        rows = self.db.fetch_all(
+            "EXPLAIN (FORMAT JSON) " + statement.sql, params, transaction=transaction
+        )
+        plan = rows[0][0]
+        if isinstance(plan, str):
+            plan = msgspec.json.decode(plan)
+        return int(plan[0]["Plan"]["Plan Rows"])
+
+    def aggregate(
+        self,
+        where: Where = None,
+        *,
+        group_by: Sequence[str] = (),
+        count: bool = True,
+        sum: Sequence[str] = (),
+        avg: Sequence[str] = (),
+        min: Sequence[str] = (),
+        max: Sequence[str] = (),
+        order: Sequence[str] | None = None,
+        limit: int | None = None,
+        transaction: Tx = None,
+        include_deleted: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Counts, sums, averages, minima and maxima of the rows a where clause matches,
+        optionally per group: one dict per group, with the group's columns (by field name) and
+        ``count``, ``sum_<field>``, ``avg_<field>``, ``min_<field>``, ``max_<field>``, typed as
+        the columns are (a sum of a numeric is a Decimal, a count an int, a minimum of a
+        timestamp a datetime). Groups come in group order unless `order` names result keys.
+
+        Under a client policy the grouped and aggregated columns must be ones ``fields``
+        allows, and the groups are capped like rows (``default_limit`` / ``max_limit``).
+
+        >>> repo.aggregate({"status": "paid"}, group_by=["merchant_id"], sum=["total"])
+        [{'merchant_id': 'm-1', 'count': 12, 'sum_total': Decimal('431.5000')}, ...]
+        """
+        transaction = self.db._transaction(transaction)
+        values: list[Any] = []
+        where_key = self._where(where, values)
+        policy, scope = self.policy, self._scope_fields
+        measures = tuple(
+            (function, tuple(columns))
+            for function, columns in (("sum", sum), ("avg", avg), ("min", min), ("max", max))
+            if columns
+        )
+        groups = tuple(group_by)
+        ordering = tuple(order) if order is not None else None
+        if limit is None:
+            limit = policy.default_limit
+        has_limit = limit is not None and self._paging(limit, "limit", values, policy)
+        live = self._live(include_deleted)
+        statement = self._statement(
+            (
+                "aggregate",
+                where_key,
+                groups,
+                count,
+                measures,
+                ordering,
+                has_limit,
+                live,
+                policy,
+                scope,
+            ),
+            self._compiler.group,
+            where_key=where_key,
+            group_by=groups,
+            count=count,
+            measures=measures,
+            order=ordering,
+            has_limit=has_limit,
+            live=live,
+            policy=policy,
+            scope=scope,
+        )
+        rows = self._execute(statement, values, transaction, _ALL, write=False)
+        assert statement.decoder is not None
+        return statement.decoder.many(rows)
 
     def count(
         self,
@@ -617,7 +1022,13 @@ class Repository(Generic[T]):
                 table=self._name,
                 part="batch_size",
             )
-        statement, values = self._select(filter, lock, transaction, include_deleted)
+        statement, values, extras = self._select(filter, lock, transaction, include_deleted)
+        if extras is not None and extras.includes:
+            raise FilterError(
+                "iterate() does not include relations (batches stream): use find() per page",
+                table=self._name,
+                part="include",
+            )
         decoder = statement.decoder
         assert decoder is not None
         params = statement.params(values)
@@ -634,6 +1045,8 @@ class Repository(Generic[T]):
                     )
             name = f"nxdata_iter_{next(_cursor_names)}"
             cursor = conn.cursor(name=name)
+            started = self.db._observer.start()
+            fetched = 0
             try:
                 cursor.execute(statement.sql, params)
                 large = batch_size >= GC_PAUSE_ROWS
@@ -651,6 +1064,7 @@ class Repository(Generic[T]):
                         rows = cursor.fetchmany(batch_size)
                         if not rows:
                             break
+                        fetched += len(rows)
                         batch = decoder.many(rows)
                     finally:
                         pause.end()
@@ -665,11 +1079,34 @@ class Repository(Generic[T]):
                     cursor._closed = True  # nothing to send; and no "deleted while open" warning
             if own:
                 conn.execute("COMMIT", prepare=False)
+            self._observed(started, statement, params, "iterate", rows=fetched)
         except psycopg.Error as exc:
-            raise self._error(exc, statement) from exc
+            error = self._error(exc, statement)
+            self._observed(started, statement, params, "iterate", error=error)
+            raise error from exc
         finally:
             if own:
                 self.db._release(conn)  # rolls back if the loop stopped early
+
+    @overload
+    def query(
+        self,
+        query: Query,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        transaction: Tx = None,
+        row_type: None = None,
+    ) -> list[T]: ...
+
+    @overload
+    def query(
+        self,
+        query: Query,
+        params: Sequence[Any] | Mapping[str, Any] | None = None,
+        *,
+        transaction: Tx = None,
+        row_type: type[R],
+    ) -> list[R]: ...
 
     def query(
         self,
@@ -677,12 +1114,17 @@ class Repository(Generic[T]):
         params: Sequence[Any] | Mapping[str, Any] | None = None,
         *,
         transaction: Tx = None,
-    ) -> list[T]:
+        row_type: type[R] | None = None,
+    ) -> list[T] | list[R]:
         """The escape hatch: run your own PyPika query or ``psycopg.sql`` statement and get typed
         rows back. Result columns are matched to the table's columns by name; columns the query
         does not return are ``UNSET``. Your SQL runs as written: neither the policy nor the
         scope applies (row-level security does). A statement that changes the session (``SET``)
         has its connection reset before anyone else borrows it.
+
+        ``row_type``: any msgspec Struct to decode the rows into instead (a join's columns,
+        an aggregate's), by column name, with its field types checked (`ValidationError`
+        naming the field).
 
         >>> from pypika import Parameter, PostgreSQLQuery, Table
         >>> t = Table("License", schema="licensing")
@@ -705,6 +1147,8 @@ class Repository(Generic[T]):
         )
         if changes_session(statement):
             self.db.mark_dirty(conn)
+        started = self.db._observer.start()
+        listed = list(params.values()) if isinstance(params, Mapping) else params
         try:
             cursor = self.db._run(
                 conn,
@@ -716,10 +1160,15 @@ class Repository(Generic[T]):
             rows = cursor.fetchall() if cursor.description is not None else []
             names = tuple(d.name for d in cursor.description or ())
         except psycopg.Error as exc:
-            raise map_database_error(exc) from exc
+            error = map_database_error(exc)
+            self._observed(started, _sql_text(statement), listed, "query", error=error)
+            raise error from exc
         finally:
             if transaction is None:
                 self.db._release(conn)
+        self._observed(started, _sql_text(statement), listed, "query", rows=len(rows))
+        if row_type is not None:
+            return _decode_as(row_type, names, rows)
         decode = self._raw_decoders.get(names)
         if decode is None:
             decode = self._raw_decoders[names] = _raw_decoder(self.table, names)
@@ -912,6 +1361,8 @@ class Repository(Generic[T]):
                 else self.db._acquire(write=True)
             )
             begin, end, undo = _COPY_OWN_TX if transaction is None else _COPY_IN_TX
+            started = self.db._observer.start()
+            copy_sql = self._compiler.copy_sql(next(iter(groups)))
             try:
                 if streamed:
                     conn.execute(begin, prepare=False)
@@ -932,12 +1383,15 @@ class Repository(Generic[T]):
                 if streamed:
                     conn.execute(end, prepare=False)
             except psycopg.Error as exc:
-                raise map_database_error(exc) from exc
+                error = map_database_error(exc)
+                self._observed(started, copy_sql, None, "create_all", error=error)
+                raise error from exc
             finally:
                 if transaction is None:
                     self.db._release(conn)  # rolls back what an error left open
         finally:
             pause.end()
+        self._observed(started, copy_sql, None, "create_all", rows=total)
         return total
 
     def _stream_copy(
@@ -992,30 +1446,73 @@ class Repository(Generic[T]):
         count: int,
     ) -> list[T]:
         policy = self.policy
+        started = self.db._observer.start()
+        params: list[Any] | None = None
         if self._compiler.unnest_safe(fields):
             statement = self._statement(
                 ("insert_many", fields, policy), self._compiler.insert_many, fields, policy=policy
             )
-            arrays = [list(column) for column in columns]
-            cursor = conn.execute(statement.sql, statement.params(arrays))
-            found = cursor.fetchall()
+            params = statement.params([list(column) for column in columns])
+            try:
+                cursor = conn.execute(statement.sql, params)
+                found = cursor.fetchall()
+            except psycopg.Error as exc:
+                self._observed(started, statement, params, "create_all", error=exc)
+                raise
         else:
             statement = self._statement(
                 ("insert", fields, policy), self._compiler.insert, fields, policy=policy
             )
             found = []
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    statement.sql,
-                    [statement.params(values) for values in _rows_of(columns, count)],
-                    returning=True,
-                )
-                while True:  # one result (of one row) per statement
-                    found.extend(cursor.fetchall())
-                    if not cursor.nextset():
-                        break
+            try:
+                with conn.cursor() as cursor:
+                    cursor.executemany(
+                        statement.sql,
+                        [statement.params(values) for values in _rows_of(columns, count)],
+                        returning=True,
+                    )
+                    while True:  # one result (of one row) per statement
+                        found.extend(cursor.fetchall())
+                        if not cursor.nextset():
+                            break
+            except psycopg.Error as exc:
+                self._observed(started, statement, None, "create_all", error=exc)
+                raise
+        self._observed(started, statement, params, "create_all", rows=len(found))
         assert statement.decoder is not None
         return statement.decoder.many(found)
+
+    def _observed(
+        self,
+        started: float | None,
+        statement: Compiled | str,
+        params: Sequence[Any] | None,
+        method: str,
+        *,
+        rows: int | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Report a statement to the database's observer (see `nxdata.observe`), if it
+        listens (`started` is not None)."""
+        if started is None:
+            return
+        if isinstance(error, psycopg.Error):
+            error = map_database_error(error)
+        sql, shape = (
+            (statement.sql, statement.shape)
+            if isinstance(statement, Compiled)
+            else (statement, None)
+        )
+        self.db._observer.done(
+            started,
+            sql,
+            params,
+            method=method,
+            table=self._name,
+            shape=shape,
+            rows=rows,
+            error=error,
+        )
 
     def update_by_id(self, id: Any, data: Data, *, transaction: Tx = None) -> T | None:
         """Update the given columns of one row; returns it, or None when there is no such row.
@@ -1600,6 +2097,29 @@ def _raw_decoder(table: Table[T], names: tuple[str, ...]) -> Callable[[Sequence[
         return row_type(*values)
 
     return decode
+
+
+def _decode_as(row_type: type[R], names: tuple[str, ...], rows: Sequence[Any]) -> list[R]:
+    """Rows of a statement as `row_type` Structs, matched by column name."""
+    if not (isinstance(row_type, type) and issubclass(row_type, msgspec.Struct)):
+        raise TypeError(f"row_type takes a msgspec.Struct class, not {row_type!r}")
+    try:
+        return [msgspec.convert(dict(zip(names, row, strict=True)), row_type) for row in rows]
+    except msgspec.ValidationError as exc:
+        raise ValidationError(str(exc), table=row_type.__name__) from None
+
+
+def _sql_text(statement: Any) -> str:
+    """A statement of the caller's as text, for `nxdata.observe` (a psycopg.sql object renders
+    without a connection as best it can)."""
+    if isinstance(statement, str):
+        return statement
+    if isinstance(statement, bytes):
+        return statement.decode("utf-8", "replace")
+    try:
+        return str(statement.as_string(None))
+    except Exception:
+        return repr(statement)
 
 
 def _keyword_only(row_type: type[Any]) -> bool:

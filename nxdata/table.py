@@ -271,6 +271,11 @@ class ForeignKey:
 
     ``ForeignKey("policy_id", Policy, on_delete="cascade")``; for several columns pass tuples.
     Default name ``FK_{Table}_{col}_{RefTable}_{refcol}``.
+
+    It also makes two relations a filter may ``include`` (see `nxdata.relations`): ``relation``
+    names the referenced row from this table (default: the column without ``_id``,
+    ``policy``), ``inverse`` the list of this table's rows from the referenced one (default:
+    this table's name in snake case, plural: ``licenses``).
     """
 
     columns: tuple[str, ...]
@@ -279,6 +284,8 @@ class ForeignKey:
     on_delete: ReferentialAction = "no action"
     on_update: ReferentialAction = "no action"
     name: str | None = None
+    relation: str | None = None
+    inverse: str | None = None
 
     def __init__(
         self,
@@ -289,6 +296,8 @@ class ForeignKey:
         on_delete: ReferentialAction = "no action",
         on_update: ReferentialAction = "no action",
         name: str | None = None,
+        relation: str | None = None,
+        inverse: str | None = None,
     ) -> None:
         cols = (columns,) if isinstance(columns, str) else tuple(columns)
         refs = (
@@ -302,6 +311,8 @@ class ForeignKey:
         object.__setattr__(self, "on_delete", on_delete)
         object.__setattr__(self, "on_update", on_update)
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "relation", relation)
+        object.__setattr__(self, "inverse", inverse)
 
 
 @dataclass(frozen=True)
@@ -314,6 +325,8 @@ class ResolvedForeignKey:
     ref_columns: tuple[str, ...]
     on_delete: str
     on_update: str
+    relation: str | None = None
+    inverse: str | None = None
 
 
 class Schema:
@@ -1003,7 +1016,14 @@ class Table(Generic[T]):
                 )
         name = fk.name or f"FK_{self.name}_{'_'.join(cols)}_{target.name}_{'_'.join(ref_cols)}"
         return ResolvedForeignKey(
-            self._checked_name(name), cols, target, ref_cols, fk.on_delete, fk.on_update
+            self._checked_name(name),
+            cols,
+            target,
+            ref_cols,
+            fk.on_delete,
+            fk.on_update,
+            fk.relation,
+            fk.inverse,
         )
 
     # -- derived types ---------------------------------------------------------------------------

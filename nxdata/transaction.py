@@ -49,8 +49,9 @@ _FAILED_TRANSACTION = (
 )
 _FAILED_SAVEPOINT = (
     "the savepoint was rolled back, not released: a statement in it failed earlier. The "
-    "enclosing transaction goes on as it was before the savepoint; to ignore an expected error, "
-    "catch it outside the nested block, which then rolls back its savepoint"
+    "enclosing transaction is as it was before the savepoint and goes on only if this error is "
+    "caught (uncaught, it ends the enclosing block too, which rolls back); to ignore an "
+    "expected error, catch it outside the nested block, which then rolls back its savepoint"
 )
 
 _ISOLATION: dict[str, str] = {

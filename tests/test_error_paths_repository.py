@@ -71,7 +71,9 @@ def test_find_by_id_refuses_order_and_paging(db: Database, models: Models) -> No
     items = Repository(db, models.Item)
     row = items.create({"name": "a"})
     for key, value in (("order", ["name"]), ("limit", 5), ("offset", 1), ("skip", 1)):
-        with pytest.raises(FilterError, match="find_by_id takes where and fields only") as info:
+        with pytest.raises(
+            FilterError, match="find_by_id takes where, fields and include only"
+        ) as info:
             items.find_by_id(row.id, {key: value})
         assert info.value.part == ("offset" if key == "skip" else key)
     assert items.find_by_id(row.id, {"where": {"name": "a"}, "fields": ["name"]}) is not None

@@ -24,7 +24,7 @@ def repo(soft: bool = True, max_limit: int | None = 100) -> Repository[Any]:
 
 def compile_select(flt: Any, **kwargs: Any) -> tuple[str, list[Any]]:
     r = repo(**kwargs)
-    statement, values = r._select(flt, None, None, False)
+    statement, values, _ = r._select(flt, None, None, False)
     return statement.sql, statement.params(values)
 
 
@@ -69,8 +69,10 @@ def test_between_inq_nin_text_and_regex_operators() -> None:
 
 def test_inq_list_length_does_not_change_sql() -> None:
     r = repo()
-    one, values_one = r._select({"where": {"name": {"inq": ["a"]}}}, None, None, False)
-    many, values_many = r._select({"where": {"name": {"inq": list("abcdefgh")}}}, None, None, False)
+    one, values_one, _ = r._select({"where": {"name": {"inq": ["a"]}}}, None, None, False)
+    many, values_many, _ = r._select(
+        {"where": {"name": {"inq": list("abcdefgh")}}}, None, None, False
+    )
     assert one is many  # same cached statement object
     assert one.params(values_one) == [["a"]]
     assert many.params(values_many) == [list("abcdefgh")]
@@ -135,7 +137,7 @@ def test_lock_clause_and_lock_needs_transaction() -> None:
     r = repo()
     with pytest.raises(TransactionError, match="needs a transaction"):
         r._select(None, Lock.UPDATE, None, False)
-    statement, _ = r._select(None, Lock.KEY_SHARE.skip_locked(), object(), False)  # type: ignore[arg-type]
+    statement, _, _ = r._select(None, Lock.KEY_SHARE.skip_locked(), object(), False)  # type: ignore[arg-type]
     assert statement.sql.endswith("FOR KEY SHARE SKIP LOCKED")
     assert Lock.NO_KEY_UPDATE.nowait().sql == "FOR NO KEY UPDATE NOWAIT"
     assert Lock.SHARE.sql == "FOR SHARE"
@@ -180,7 +182,7 @@ def test_filter_decodes_from_json_in_one_call() -> None:
     flt = Filter.from_json(
         b'{"where": {"name": {"inq": ["a"]}}, "order": "name DESC", "limit": 5, "skip": 1}'
     )
-    assert split_filter(flt) == ({"name": {"inq": ["a"]}}, None, ("name DESC",), 5, 1)
+    assert split_filter(flt) == ({"name": {"inq": ["a"]}}, None, ("name DESC",), 5, 1, None, None)
     sql, params = compile_select(flt)
     assert params == [["a"], 5, 1]
     assert sql.endswith('ORDER BY "name" DESC LIMIT %s OFFSET %s')
@@ -204,7 +206,7 @@ def test_repeated_shape_compiles_in_microseconds() -> None:
     n = 20000
     start = time.perf_counter()
     for _ in range(n):
-        statement, values = r._select(flt, None, None, False)
+        statement, values, _ = r._select(flt, None, None, False)
         statement.params(values)
     per_call = (time.perf_counter() - start) / n
     assert per_call < 25e-6, f"{per_call * 1e6:.1f} µs per cache hit"  # target 5 µs; CI slack

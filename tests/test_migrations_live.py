@@ -21,7 +21,7 @@ from nxdata.errors import MigrationError, StalePlan, UnsafeMigrationError
 from nxdata.migrations import load_models
 from nxdata.migrations.apply import LockPolicy
 from nxdata.migrations.generate import baseline, check_drift, generate_migrations
-from nxdata.migrations.lint import lint
+from nxdata.migrations.linting import lint
 from nxdata.migrations.runner import mark_applied, migrate, status
 from nxdata.migrations.throwaway import THROWAWAY_PREFIX, clean_leftovers
 from tests.migration_models.helpers import databases, query, write_models

@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from nxdata import Database
+from nxdata import AsyncDatabase, Database
 from nxdata.errors import ConfigurationError, MigrationError, TamperedMigrationError
-from nxdata.migrations import ProcessContext, bootstrap_migrations, process, status
+from nxdata.migrations import (
+    ProcessContext,
+    bootstrap_migrations,
+    bootstrap_migrations_async,
+    process,
+    status,
+)
 from nxdata.migrations.processes import Process, registered_processes
 from nxdata.migrations.runner import migrate
 from tests.migration_models.helpers import query
@@ -349,3 +355,38 @@ def test_bootstrap_migrations_imports_the_models(fresh_database_url: str, tmp_pa
     assert result.processes == ["mt_sales-0001-seed-permissions", "mt_sales-0002-count-runs"]
     rows = query(fresh_database_url, 'SELECT code, runs FROM mt_sales."Permission" ORDER BY code')
     assert rows == [("always", 1), ("order.read", 0), ("order.write", 0)]
+
+
+def test_seed_runs_one_schemas_due_processes(fresh_database_url: str, proc_root: Path) -> None:
+    procs = _procs("mp-0001-once", "mp-0002-always")
+    with pytest.raises(MigrationError, match=r"1 migration file pending \(mp/0001_init\)"):
+        migrate(fresh_database_url, proc_root, processes=procs, processes_only=True)
+    assert query(fresh_database_url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'mp'") == [
+        (0,)
+    ]  # nothing ran
+    migrate(fresh_database_url, proc_root, processes=procs)
+    seeded = migrate(
+        fresh_database_url, proc_root, schemas=["mp"], processes=procs, processes_only=True
+    )
+    assert seeded.files == [] and seeded.processes == ["mp-0002-always"]
+    again = migrate(
+        fresh_database_url,
+        proc_root,
+        schemas=["mp"],
+        processes=procs,
+        processes_only=True,
+        again=["mp-0001-once"],
+    )
+    assert again.processes == ["mp-0001-once", "mp-0002-always"]
+    assert log(fresh_database_url) == ["once", "always", "always", "once", "always"]
+    with pytest.raises(MigrationError, match="no process 'mp-9999-nope' in mp"):
+        migrate(fresh_database_url, proc_root, processes=procs, again=["mp-9999-nope"])
+
+
+async def test_bootstrap_migrations_async(fresh_database_url: str, proc_root: Path) -> None:
+    procs = _procs("mp-0001-once", "mp-0002-always")
+    async with AsyncDatabase(fresh_database_url, max_size=2) as db:
+        result = await bootstrap_migrations_async(db, migrations_dir=proc_root, models=procs)
+        assert result.files == ["mp/0001_init"]
+        assert result.processes == ["mp-0001-once", "mp-0002-always"]
+        assert await db.fetch_value("SELECT count(*) FROM mp.log") == 2

@@ -18,7 +18,7 @@ from nxdata import create_statements
 from nxdata.errors import ConfigurationError, NxdataError, UnsafeMigrationError
 from nxdata.migrations import load_models, load_settings
 from nxdata.migrations.generate import check_drift, generate_migrations
-from nxdata.migrations.lint import lint
+from nxdata.migrations.linting import lint
 from nxdata.migrations.runner import migrate
 from nxdata.objects import Unmanaged
 from tests.conftest import create_database, drop_database

@@ -18,7 +18,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .processes import Process, ProcessContext, bootstrap_migrations, process
+from .processes import (
+    Process,
+    ProcessContext,
+    bootstrap_migrations,
+    bootstrap_migrations_async,
+    process,
+)
 
 if TYPE_CHECKING:
     from .apply import LockPolicy
@@ -34,7 +40,7 @@ if TYPE_CHECKING:
     )
     from .hazards import Hazard, classify
     from .inspect import undeclared_schemas
-    from .lint import LintReport, lint
+    from .linting import LintReport, lint
     from .project import ProjectSettings, load_settings
     from .runner import MigrateResult, SchemaStatus, mark_applied, migrate, status
     from .throwaway import throwaway_database
@@ -54,6 +60,7 @@ __all__ = [
     "SchemaStatus",
     "baseline",
     "bootstrap_migrations",
+    "bootstrap_migrations_async",
     "check_drift",
     "classify",
     "diff_models",
@@ -74,8 +81,8 @@ _LAZY = {
     "Hazard": "hazards",
     "classify": "hazards",
     "undeclared_schemas": "inspect",
-    "LintReport": "lint",
-    "lint": "lint",
+    "LintReport": "linting",
+    "lint": "linting",
     "baseline": "generate",
     "mark_applied": "runner",
     "SchemaDiff": "differ",

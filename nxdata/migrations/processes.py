@@ -31,6 +31,7 @@ from ..errors import DeclarationError
 
 if TYPE_CHECKING:
     from ..database import Database
+    from ..database_async import AsyncDatabase
     from ..transaction import Transaction
     from .runner import MigrateResult
 
@@ -39,6 +40,7 @@ __all__ = [
     "ProcessContext",
     "ProcessFunction",
     "bootstrap_migrations",
+    "bootstrap_migrations_async",
     "process",
     "registered_processes",
 ]
@@ -175,5 +177,38 @@ def bootstrap_migrations(
         Path(migrations_dir),
         schemas=schemas,
         processes=chosen,
+        progress=progress,
+    )
+
+
+async def bootstrap_migrations_async(
+    db: AsyncDatabase | str,
+    *,
+    migrations_dir: str | Path = "migrations",
+    models: str | Sequence[Process] | None = None,
+    schemas: Sequence[str] | None = None,
+    run_processes: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> MigrateResult:
+    """`bootstrap_migrations` for an async service's start-up (a Litestar/FastAPI lifespan):
+    the same work, on a worker thread, so the event loop stays free.
+
+    Processes are plain functions: ``ctx.db`` is a sync `Database` on the same URL, opened for
+    the run. Cancelling the awaiting task does not stop the thread: the files and processes
+    under way finish (each in its own transaction), and the advisory lock is released.
+
+    >>> async with AsyncDatabase() as db:
+    ...     await bootstrap_migrations_async(db, models="schema")
+    """
+    import asyncio
+
+    url = db if isinstance(db, str) else db.url
+    return await asyncio.to_thread(
+        bootstrap_migrations,
+        url,
+        migrations_dir=migrations_dir,
+        models=models,
+        schemas=schemas,
+        run_processes=run_processes,
         progress=progress,
     )

@@ -298,9 +298,14 @@ def migrate(
     lock: LockPolicy = DEFAULT_LOCK_POLICY,
     allow: Sequence[str] = (),
     data_checks: bool = True,
+    processes_only: bool = False,
+    again: Sequence[str] = (),
 ) -> MigrateResult:
     """Apply the pending migration files of `schemas` (all folders when None) and then the due
     `processes`; with `dry_run`, only list them.
+
+    `processes_only` (``nxdata seed``) runs the due processes alone, and refuses while files
+    are pending; `again` names run-once processes to run once more (demo data, in development).
 
     Raises `TamperedMigrationError` before applying anything if an applied file changed;
     `UnsafeMigrationError` when a file has hazards that are not allowed (`allow`, or its
@@ -336,7 +341,21 @@ def migrate(
         _verify(files, applied)
         _refuse_missing(root, names, files, applied)
         todo = order_pending(files, set(applied), root)
-        due = [p for p in procs if p.always_run or p.name not in done_processes]
+        unknown = [name for name in again if name not in {p.name for p in procs}]
+        if unknown:
+            raise MigrationError(
+                f"no process {unknown[0]!r} in {', '.join(names) or 'these schemas'} "
+                f"(processes: {', '.join(p.name for p in procs) or 'none'})"
+            )
+        due = [p for p in procs if p.always_run or p.name not in done_processes or p.name in again]
+        if processes_only:
+            if todo:
+                raise MigrationError(
+                    f"{len(todo)} migration file{'s' if len(todo) != 1 else ''} pending "
+                    f"({', '.join(f.key for f in todo)}): run `nxdata migrate` first, which "
+                    "runs the processes too"
+                )
+            todo = []
         steps_done: dict[str, set[int]] = {}
         for entry in journal:
             if entry.kind == "step":
