@@ -9,11 +9,19 @@ from .ambient import AUTOCOMMIT
 from .columns import (
     BigInt,
     BigIntIdColumns,
+    BigIntIdentity,
     Citext,
     Column,
     CommonColumns,
+    CreatedAt,
+    DeletedAt,
+    EventColumns,
+    Id,
+    Id7,
     IdColumns,
     IntIdColumns,
+    IntIdentity,
+    ModifiedAt,
     Money,
     Real,
     SmallInt,
@@ -32,7 +40,7 @@ from .database_async import AsyncDatabase
 from .ddl import create_sql, create_statements
 from .embedded import EmbeddedPostgres
 from .errors import NxdataError, ValidationError
-from .filters import Filter
+from .filters import Condition, Filter, FilterDict, WhereDict
 from .locks import Lock
 from .objects import Grant, Policy, Role, Trigger
 from .paging import Page
@@ -56,21 +64,31 @@ __all__ = [
     "AsyncTransaction",
     "BigInt",
     "BigIntIdColumns",
+    "BigIntIdentity",
     "Check",
     "Citext",
     "Column",
     "CommonColumns",
     "CompiledQuery",
+    "Condition",
+    "CreatedAt",
     "Database",
+    "DeletedAt",
     "EmbeddedPostgres",
+    "EventColumns",
     "Filter",
+    "FilterDict",
     "FilterPolicy",
     "ForeignKey",
     "Grant",
+    "Id",
+    "Id7",
     "IdColumns",
     "Index",
     "IntIdColumns",
+    "IntIdentity",
     "Lock",
+    "ModifiedAt",
     "Money",
     "NxdataError",
     "Page",
@@ -87,6 +105,7 @@ __all__ = [
     "Unique",
     "ValidationError",
     "ValueColumns",
+    "WhereDict",
     "__version__",
     "common_columns",
     "compose",

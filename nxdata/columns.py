@@ -13,6 +13,15 @@ ride along in ``Annotated[..., Column(...)]``::
 msgspec lets a Struct inherit fields from one base only, so column sets compose by factory:
 ``compose(id_columns("bigint"), timestamp_columns(soft_delete=False))`` returns one base Struct
 with the fields of both, in order.
+
+To a type checker a base made by a call is dynamic (its fields are ``Any``): for typed fields
+derive from the classes (`CommonColumns`, `IdColumns`, `IntIdColumns`, `BigIntIdColumns`,
+`EventColumns`, `ValueColumns`), or write your own set as a class of the column types::
+
+    class AuditColumns(msgspec.Struct):
+        id: nx.Id7
+        created_at: nx.CreatedAt
+        created_by: str | None = None
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ __all__ = [
     "CommonColumns",
     "CreatedAt",
     "DeletedAt",
+    "EventColumns",
     "Id",
     "Id7",
     "IdColumns",
@@ -220,6 +230,16 @@ class BigIntIdColumns(msgspec.Struct):
     id: BigIntIdentity
 
 
+class EventColumns(msgspec.Struct):
+    """A bigint identity ``id``, ``created_at`` and ``modified_at``, no ``deleted_at``: the set of
+    append-only, hard-deleted tables (``compose(id_columns("bigint"),
+    timestamp_columns(soft_delete=False))``)."""
+
+    id: BigIntIdentity
+    created_at: CreatedAt
+    modified_at: ModifiedAt
+
+
 class ValueColumns(msgspec.Struct):
     """The polymorphic value columns: ``value_columns()``."""
 
@@ -303,4 +323,6 @@ def _hints(struct_type: type) -> dict[str, Any]:
     return typing.get_type_hints(struct_type, include_extras=True)
 
 
-_register_static(CommonColumns, IdColumns, IntIdColumns, BigIntIdColumns, ValueColumns)
+_register_static(
+    CommonColumns, IdColumns, IntIdColumns, BigIntIdColumns, EventColumns, ValueColumns
+)

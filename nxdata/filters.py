@@ -23,8 +23,11 @@ where clause that silently matches every row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeAlias
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Required, TypeAlias, TypedDict
+from uuid import UUID
 
 import msgspec
 
@@ -36,13 +39,75 @@ __all__ = [
     "LOGICAL",
     "MAX_JSON_BYTES",
     "OPERATORS",
+    "Condition",
     "Filter",
+    "FilterDict",
+    "IncludeDict",
+    "WhereDict",
     "WhereKey",
     "check_conditions",
     "json_type",
     "split_filter",
     "walk",
 ]
+
+# -- the grammar as types: annotate a filter written in code to have mypy check it --------------
+
+FilterScalar: TypeAlias = (
+    str | int | float | bool | Decimal | datetime | date | time | timedelta | UUID | bytes | None
+)
+"""A value a condition compares with."""
+
+
+class Condition(TypedDict, total=False):
+    """The operators of one column: ``{"gt": 3, "lte": 9}`` (a misspelt one is a type error)."""
+
+    eq: Any
+    neq: Any
+    gt: FilterScalar
+    gte: FilterScalar
+    lt: FilterScalar
+    lte: FilterScalar
+    between: Sequence[FilterScalar]
+    inq: Sequence[FilterScalar]
+    nin: Sequence[FilterScalar]
+    like: str
+    nlike: str
+    ilike: str
+    nilike: str
+    regexp: str
+    iregexp: str
+    contains: Any
+    overlaps: Any
+
+
+WhereValue: TypeAlias = "FilterScalar | Condition | Sequence[FilterScalar] | Sequence[WhereDict]"
+WhereDict: TypeAlias = Mapping[str, WhereValue]
+"""A ``where`` clause: column (or jsonb path) → value or `Condition`; ``and`` / ``or`` → lists
+of where clauses."""
+
+
+class IncludeDict(TypedDict, total=False):
+    """An ``include`` item with its own filter: ``{"relation": "items", "scope": {...}}``."""
+
+    relation: Required[str]
+    scope: FilterDict
+
+
+class FilterDict(TypedDict, total=False):
+    """A filter as a typed dict: annotate one written in code (``flt: nx.FilterDict = {...}``)
+    and mypy refuses a misspelt key or operator. Every method also takes a plain mapping (a
+    client's JSON), checked when it runs."""
+
+    where: WhereDict
+    fields: list[str] | dict[str, bool]
+    order: str | list[str]
+    limit: int
+    offset: int
+    skip: int
+    include: list[str | IncludeDict]
+    after: str | None
+
 
 MAX_JSON_BYTES = 64 * 1024
 """The default cap on a filter's JSON text (`Filter.from_json`)."""

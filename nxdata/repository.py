@@ -38,7 +38,7 @@ from .errors import (
     ValidationError,
     map_database_error,
 )
-from .filters import Filter, WhereKey, check_conditions, split_filter, walk
+from .filters import Filter, FilterDict, WhereKey, check_conditions, split_filter, walk
 from .locks import Lock
 from .paging import Page, decode_cursor, encode_cursor
 from .policy import TRUSTED, FilterPolicy
@@ -53,7 +53,7 @@ __all__ = ["Repository", "SoftDeletableRepository"]
 T = TypeVar("T", bound=msgspec.Struct)
 R = TypeVar("R", bound=msgspec.Struct)
 
-FilterLike = Filter | Mapping[str, Any] | None
+FilterLike = Filter | FilterDict | Mapping[str, Any] | None
 Tx = Transaction | Autocommit | None
 """``transaction=``: a transaction, `AUTOCOMMIT` (none, on purpose), or None: the ambient one."""
 Where = Mapping[str, Any] | None
@@ -158,6 +158,9 @@ class Repository(Generic[T]):
         self._cache: dict[tuple[Any, ...], Compiled] = {}
         self._raw_decoders: dict[tuple[str, ...], Callable[[Sequence[Any]], T]] = {}
         self._name = self.table.qualified_name
+        # The repositories of included relations, with their statement caches (shared, like
+        # `_cache`, by the repositories derived from this one).
+        self._related: dict[tuple[str, FilterPolicy], Repository[Any]] = {}
 
     def __repr__(self) -> str:
         extra = "" if not self.scope else f", scope={self.scope!r}"
@@ -669,6 +672,59 @@ class Repository(Generic[T]):
             return self._include(rows, extras.includes, transaction)
         return rows
 
+    def find_as(
+        self,
+        row_type: type[R],
+        filter: FilterLike = None,
+        *,
+        transaction: Tx = None,
+        include_deleted: bool = False,
+    ) -> list[R]:
+        """Rows matching a filter as `row_type`, a Struct of some of the table's fields: only
+        those columns are selected, and the result's type says which are there (where
+        ``fields`` leaves the others ``UNSET`` in a full row).
+
+        >>> class Summary(msgspec.Struct):
+        ...     id: str
+        ...     name: str
+        >>> products.find_as(Summary, {"where": {"price": {"lt": 5}}})
+        [Summary(id='...', name='Pen'), ...]
+
+        A client policy's ``fields`` still decides which columns may be selected.
+        """
+        if not (isinstance(row_type, type) and issubclass(row_type, msgspec.Struct)):
+            raise TypeError(f"find_as takes a msgspec.Struct class, not {row_type!r}")
+        names = row_type.__struct_fields__
+        unknown = [n for n in names if n not in self.table.by_field]
+        if unknown:
+            raise DeclarationError(
+                f"{row_type.__name__}.{unknown[0]} is not a field of the table",
+                table=self._name,
+            )
+        if isinstance(filter, Filter):
+            given: dict[str, Any] = msgspec.structs.asdict(filter)
+            given = {k: v for k, v in given.items() if v is not None}
+        elif filter is None:
+            given = {}
+        elif isinstance(filter, Mapping):
+            given = dict(filter)
+        else:
+            raise FilterError(f"a filter is a dict or a Filter, not {type(filter).__name__}")
+        for part in ("fields", "include"):
+            if part in given:
+                raise FilterError(
+                    f"find_as selects the fields of {row_type.__name__}, without relations: "
+                    f"the filter takes no {part} (find() and rows_as() include relations)",
+                    table=self._name,
+                    part=part,
+                )
+        rows = self.find(
+            {**given, "fields": list(names)},
+            transaction=transaction,
+            include_deleted=include_deleted,
+        )
+        return [row_type(**{name: getattr(row, name) for name in names}) for row in rows]
+
     def find_one(
         self,
         filter: FilterLike = None,
@@ -755,9 +811,12 @@ class Repository(Generic[T]):
         keys = list(dict.fromkeys(k for row in rows if (k := getattr(row, source)) is not None))
         if not keys:
             return {}
-        related: Repository[Any] = Repository(
-            self.db, relation.target.row_type, policy=self.policy.related(relation.name)
-        )
+        policy = self.policy.related(relation.name)
+        related = self._related.get((relation.name, policy))
+        if related is None:
+            related = self._related[(relation.name, policy)] = Repository(
+                self.db, relation.target.row_type, policy=policy
+            )
         shared = {
             field: value
             for field, value in zip(self._scope_fields, self._scope_values, strict=True)

@@ -372,3 +372,23 @@ def test_aggregates_count_sum_and_group(db: Database, shop: Shop) -> None:
     assert len(client.aggregate(group_by=["customer_id"], limit=2)) == 2
     with pytest.raises(FilterError, match="sum needs a number column"):
         orders.aggregate(sum=["tenant"])
+
+
+def test_find_as_selects_only_the_fields_of_its_type(db: Database, shop: Shop) -> None:
+    class Summary(msgspec.Struct):
+        id: int
+        total: Decimal
+
+    orders = nx.Repository(db, shop.Order)
+    with db.watch_queries() as events:
+        found = orders.find_as(Summary, {"where": {"id": {"lte": 2}}, "order": ["id"]})
+    assert found == [Summary(1, Decimal("1.0000")), Summary(2, Decimal("2.0000"))]
+    assert events[0].sql.startswith('SELECT "id","total" FROM')
+    with pytest.raises(FilterError, match="takes no fields"):
+        orders.find_as(Summary, {"fields": ["id"]})
+
+    class Wrong(msgspec.Struct):
+        nope: int
+
+    with pytest.raises(nx.errors.DeclarationError, match=r"Wrong\.nope is not a field"):
+        orders.find_as(Wrong)

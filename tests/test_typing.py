@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, assert_type
+from typing import Annotated, Any, assert_type
 
 import msgspec
 import mypy.api
 
 import nxdata as nx
+import nxdata.observe
 from nxdata import (
     AsyncDatabase,
     AsyncRepository,
@@ -59,6 +60,54 @@ class Product(nx.CommonColumns):  # the column set is a real base class to mypy
 @schema.table("Event")
 class Event(nx.BigIntIdColumns):
     kind: str
+
+
+@schema.table("Happening")
+class Happening(nx.EventColumns):  # compose(id_columns("bigint"), timestamps without delete)
+    kind: str
+
+
+class AuditColumns(msgspec.Struct):  # a set of one's own: the column types are typed aliases
+    id: nx.Id7
+    created_at: nx.CreatedAt
+
+
+@schema.table("Audited")
+class Audited(AuditColumns):
+    note: str
+
+
+class Summary(msgspec.Struct):
+    id: str
+    name: str
+
+
+def service_usage(db: Database) -> None:
+    happening = Repository(db, Happening).find_by_id(1)
+    if happening is not None:
+        assert_type(happening.id, int)
+        assert_type(happening.modified_at, datetime)
+    audited = Repository(db, Audited).find_one()
+    if audited is not None:
+        assert_type(audited.id, str)
+        assert_type(audited.created_at, datetime)
+    repo = Repository(db, Row)
+    flt: nx.FilterDict = {"where": {"score": {"gt": 1}, "or": [{"name": "a"}]}, "limit": 5}
+    assert_type(repo.find(flt), list[Row])
+    assert_type(repo.find_as(Summary, flt), list[Summary])
+    assert_type(repo.find_page(flt, total="exact"), nx.Page[Row])
+    assert_type(repo.find_page(flt).next, str | None)
+    assert_type(repo.aggregate(group_by=["name"], sum=["score"]), list[dict[str, Any]])
+    assert_type(repo.query("SELECT 1 AS id, 'a' AS name", row_type=Summary), list[Summary])
+    assert_type(nx.rows_as(Summary, repo.find()), list[Summary])
+    remove = db.add_query_hook(lambda event: print(event.duration, event.method))
+    assert_type(remove(), None)
+    with db.watch_queries() as events:
+        assert_type(events, list[nx.observe.QueryEvent])
+    # What must be rejected:
+    typo: nx.FilterDict = {"limitt": 5}  # type: ignore[typeddict-unknown-key]
+    operator: nx.FilterDict = {"where": {"score": {"gtx": 1}}}  # type: ignore[dict-item]
+    del typo, operator
 
 
 def column_set_usage(db: Database) -> None:
