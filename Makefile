@@ -23,13 +23,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## test: the whole suite (configured server, else embedded PostgreSQL)
+## test: the whole suite (configured server, else embedded PostgreSQL), then the example
+## service's tests (examples/, with the nxdata pytest plugin)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	cd examples && ../$(BIN)/python -m pytest -q
 
 ## test-embedded: the whole suite on the embedded PostgreSQL, whatever the environment says
 test-embedded: $(STAMP)
 	env -u NXDATA_DATABASE_URL -u DATABASE_URL $(BIN)/python -m pytest -q
+	cd examples && env -u NXDATA_DATABASE_URL -u DATABASE_URL ../$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,6 +44,7 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples
 
 ## demo: migrate the reference schema, seed it and show repositories at work
 demo: $(STAMP)

@@ -39,7 +39,7 @@ from .database import Database
 from .database_async import AsyncDatabase
 from .ddl import create_sql, create_statements
 from .embedded import EmbeddedPostgres
-from .errors import NxdataError, ValidationError
+from .errors import NotFoundError, NxdataError, ValidationError
 from .filters import Condition, Filter, FilterDict, WhereDict
 from .locks import Lock
 from .objects import Grant, Policy, Role, Trigger
@@ -90,6 +90,7 @@ __all__ = [
     "Lock",
     "ModifiedAt",
     "Money",
+    "NotFoundError",
     "NxdataError",
     "Page",
     "Policy",

@@ -740,7 +740,7 @@ class Compiler:
             allowed = ", ".join(sorted(policy.operators))
             reason = f"operator {op} is not allowed here (allowed: {allowed})"
         else:
-            reason = f"unknown operator {shown(op)} (one of {', '.join(sorted(OPERATORS))})"
+            reason = f"unknown operator {shown(op)} (one of {', '.join(sorted(policy.operators))})"
         raise FilterError(
             reason, table=self.name, part=where, field=column.field, operator=clip(str(op))
         )
@@ -960,12 +960,15 @@ class Compiler:
         return _Junction("AND", terms), slot + 1
 
     def keys(
-        self, order: tuple[str, ...], policy: FilterPolicy
+        self, order: tuple[Any, ...], policy: FilterPolicy
     ) -> tuple[tuple[ColumnDef, bool], ...]:
         """The order's columns and whether each is descending; `FilterError` for a column
         the keyset cannot use (one that may be NULL: a row comparison skips NULLs)."""
         out = []
         for i, text in enumerate(order):
+            if type(text) is tuple:  # a key the library added (see `trusted_key`)
+                out.append((self.table.column(text[0]), text[1] == "DESC"))
+                continue
             match = _ORDER.fullmatch(text) if type(text) is str and len(text) <= 200 else None
             if match is None:
                 raise FilterError(
@@ -1013,7 +1016,7 @@ class Compiler:
             ors.append(_Junction("AND", [*equal, beyond]))
         return _Junction("OR", ors), slot + n
 
-    def _order(self, order: tuple[str, ...], policy: FilterPolicy) -> list[_Sql]:
+    def _order(self, order: tuple[Any, ...], policy: FilterPolicy) -> list[_Sql]:
         if len(order) > len(self.columns):
             raise FilterError(
                 f"order names {len(order)} keys; the table has {len(self.columns)} columns",
@@ -1022,6 +1025,10 @@ class Compiler:
             )
         out = []
         for i, text in enumerate(order):
+            if type(text) is tuple:  # a key the library added (see `trusted_key`)
+                column = self.table.column(text[0])
+                out.append(_Sql("{0} " + text[1], _Ident(column.name)))
+                continue
             if type(text) is not str:  # split_filter passes lists of names through unchecked
                 raise FilterError(
                     "order must be a list of column names", table=self.name, part="order"
@@ -1569,3 +1576,10 @@ class GroupDecoder:
     def many(self, rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
         """Every result row."""
         return [self.one(row) for row in rows]
+
+
+def trusted_key(field: str, direction: Literal["ASC", "DESC"] = "ASC") -> tuple[str, str]:
+    """An order key the library adds itself (a page's primary key, a relation's default order):
+    a tuple, which no client filter can hold (JSON gives lists and strings), so it is checked
+    against no policy and keys the statement cache apart from a client's ``"id"``."""
+    return (field, direction)

@@ -23,6 +23,7 @@ where clause that silently matches every row.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -149,10 +150,14 @@ class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
         size = len(data.encode("utf-8", "surrogatepass")) if isinstance(data, str) else len(data)
         if size > max_bytes:
             raise FilterError(f"the filter is {size} bytes long, more than {max_bytes}")
+        if _too_deep(data):
+            # Checked here rather than left to RecursionError, whose limit depends on the
+            # interpreter's settings (a tool that raises it would let a deeper filter through).
+            raise FilterError(f"the filter is nested too deeply (more than {MAX_JSON_DEPTH})")
         try:
             return _decoder.decode(data)
         except msgspec.ValidationError as exc:
-            raise FilterError(str(exc)) from exc
+            raise FilterError(str(exc), part=_json_part(str(exc))) from exc
         except msgspec.DecodeError as exc:
             raise FilterError(f"malformed JSON: {exc}") from exc
         except UnicodeError:
@@ -162,6 +167,46 @@ class Filter(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fi
 
 
 _decoder = msgspec.json.Decoder(Filter)
+_AT = re.compile(r" - at `\$\.?(.+)`$")
+_UNKNOWN_FIELD = re.compile(r"^Object contains unknown field `(.+)`")
+
+
+MAX_JSON_DEPTH = 128
+"""How deeply a filter's JSON may nest objects and arrays (`Filter.from_json`)."""
+
+
+def _too_deep(data: bytes | bytearray | memoryview | str) -> bool:
+    """Whether JSON text nests objects and arrays deeper than `MAX_JSON_DEPTH` (brackets
+    inside strings do not count)."""
+    text = bytes(data) if not isinstance(data, str) else data.encode("utf-8", "surrogatepass")
+    if text.count(b"[") + text.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # the common case: too few brackets to be too deep
+    depth = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return False
+
+
+def _json_part(message: str) -> str | None:
+    """The filter part a msgspec error points at: ``$.where.a`` → ``where.a``."""
+    found = _AT.search(message) or _UNKNOWN_FIELD.match(message)
+    return found.group(1) if found else None
+
 
 WhereKey: TypeAlias = tuple[Any, ...]
 """The shape of a ``where`` dict: nested tuples of names, operators and null flags, no values."""

@@ -49,13 +49,18 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(tuple[list[str], list[Any]])
 
 
-def encode_cursor(order: Sequence[str], values: Sequence[Any]) -> str:
+def _order_text(order: Sequence[Any]) -> list[str]:
+    """The order as the cursor records it: keys the library added (tuples) as ``"id ASC"``."""
+    return [o if isinstance(o, str) else " ".join(o) for o in order]
+
+
+def encode_cursor(order: Sequence[Any], values: Sequence[Any]) -> str:
     """The cursor after a row whose order keys hold `values`."""
-    raw = _encoder.encode([list(order), list(values)])
+    raw = _encoder.encode([_order_text(order), list(values)])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def decode_cursor(cursor: Any, order: Sequence[str], table: str) -> list[Any]:
+def decode_cursor(cursor: Any, order: Sequence[Any], table: str) -> list[Any]:
     """The values of a cursor made for `order`; `FilterError` (part ``after``) for a
     cursor that is malformed or was made for another order."""
     if not isinstance(cursor, str) or not cursor or len(cursor) > _MAX_CURSOR:
@@ -65,7 +70,7 @@ def decode_cursor(cursor: Any, order: Sequence[str], table: str) -> list[Any]:
         made_for, values = _decoder.decode(raw)
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise FilterError("after is not a cursor of this API", table=table, part="after") from None
-    if made_for != list(order) or len(values) != len(order):
+    if made_for != _order_text(order) or len(values) != len(order):
         raise FilterError(
             "the cursor was made for another order: pass the same order as the page it came from",
             table=table,

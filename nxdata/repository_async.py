@@ -25,7 +25,15 @@ import psycopg
 
 from ._connect import changes_session, set_config_sql
 from .ambient import Autocommit
-from .compiler import Compiled, CompiledQuery, Compiler, _Conv, _identity, _write_converter
+from .compiler import (
+    Compiled,
+    CompiledQuery,
+    Compiler,
+    _Conv,
+    _identity,
+    _write_converter,
+    trusted_key,
+)
 from .database_async import AsyncDatabase, unknown_outcome
 from .errors import (
     ConnectionFailed,
@@ -56,7 +64,8 @@ FilterLike = Filter | FilterDict | Mapping[str, Any] | None
 Tx = AsyncTransaction | Autocommit | None
 """``transaction=``: a transaction, `AUTOCOMMIT` (none, on purpose), or None: the ambient one."""
 Where = Mapping[str, Any] | None
-Data = Mapping[str, Any] | msgspec.Struct
+Data = Mapping[str, Any] | msgspec.Struct | bytes | str
+"""A row to write: a mapping, a Struct, or JSON text (bytes or str), validated first."""
 
 
 class SqlBuilder(Protocol):
@@ -301,6 +310,9 @@ class AsyncRepository(Generic[T]):
         within: tuple[str, list[Any]] | None = None,
         per_parent: bool = False,
     ) -> tuple[Compiled, list[Any], _Extras | None]:
+        # `within`: included rows (their parents' keys); `per_parent`: a has-many, whose limit
+        # applies to each parent's rows. A belongs-to (`within`, not `per_parent`) has one row
+        # per key at most: no default limit cuts it short.
         if lock is not None:
             if type(lock) is not Lock:
                 raise TypeError(f"lock= takes a Lock (e.g. Lock.UPDATE.nowait()), not {lock!r}")
@@ -367,7 +379,7 @@ class AsyncRepository(Generic[T]):
                 values,
                 extras,
             )
-        if limit is None:
+        if limit is None and not (within is not None and not per_parent):
             limit = policy.default_limit
         if page and limit is None:
             raise FilterError(
@@ -461,9 +473,10 @@ class AsyncRepository(Generic[T]):
                 values += decode_cursor(after, order, self._name)
         return _Extras(includes, order, tuple(sorted(extra)), keys, where)
 
-    def _page_order(self, order: tuple[str, ...] | None) -> tuple[str, ...]:
+    def _page_order(self, order: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """`order` with the primary key's columns added (ascending) where it lacks them: a
-        cursor's keys must identify one row."""
+        cursor's keys must identify one row. The added keys are `trusted_key` s: a client
+        policy's ``order`` list need not name the primary key."""
         order = tuple(order or ())
         named = set()
         for text in order:
@@ -479,7 +492,7 @@ class AsyncRepository(Generic[T]):
                 table=self._name,
                 part="order",
             )
-        return order + tuple(missing)
+        return order + tuple(trusted_key(field) for field in missing)
 
     def compile(self, filter: FilterLike = None, *, include_deleted: bool = False) -> CompiledQuery:
         """The SELECT that `find` would run for a filter, without running it: its SQL text and
@@ -835,7 +848,9 @@ class AsyncRepository(Generic[T]):
         column = relation.target_columns[0]
         scope = dict(scope)
         if relation.many and "order" not in scope:  # the same list every time: by primary key
-            scope["order"] = [c.field for c in relation.target.columns if c.primary_key]
+            scope["order"] = [
+                trusted_key(c.field) for c in relation.target.columns if c.primary_key
+            ]
         try:
             statement, values, extras = related._select(
                 scope,

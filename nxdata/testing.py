@@ -26,6 +26,10 @@ Fixtures:
 - ``assert_max_queries``: ``with assert_max_queries(3): ...`` fails, listing the statements,
   when the block runs more (an N+1 loop).
 
+A statement that fails in the test's transaction ends it (PostgreSQL's rule): expect errors
+inside a block, ``with pytest.raises(UniqueViolation), nxdata_db.transaction():`` — its savepoint
+takes the failure back. Call web apps on the test's event loop (``httpx.ASGITransport``).
+
     def test_checkout(nxdata_transaction, nxdata_db, assert_max_queries):
         orders = nx.Repository(nxdata_db, Order)
         with assert_max_queries(2):

@@ -30,7 +30,7 @@ import nxdata as nx
 
 shop = nx.Schema("plugin_shop")
 
-@shop.table("Product")
+@shop.table("Product", uniques=[nx.Unique("name")])
 class Product(msgspec.Struct, kw_only=True):
     id: Annotated[int, nx.Column(primary_key=True, identity="always")]
     name: str
@@ -89,6 +89,14 @@ def test_f_counts_queries(nxdata_transaction, nxdata_db, assert_max_queries, nxd
     assert [e.method for e in nxdata_queries][-2:] == ["find", "include reviews"]
 
 
+def test_h_an_expected_error_in_a_block(nxdata_transaction, nxdata_db):
+    repo = nx.Repository(nxdata_db, Product)
+    repo.create({"name": "unique"})
+    with pytest.raises(nx.errors.UniqueViolation), nxdata_db.transaction():
+        repo.create({"name": "unique"})
+    assert repo.count() == 1  # the test's transaction goes on
+
+
 def test_g_n_plus_one_is_caught(nxdata_transaction, nxdata_db, assert_max_queries):
     products = nx.Repository(nxdata_db, Product)
     reviews = nx.Repository(nxdata_db, Review)
@@ -116,7 +124,7 @@ def test_the_plugin_in_a_users_project(tmp_path: Path) -> None:
         timeout=300,
     )
     out = done.stdout + done.stderr
-    assert "1 failed, 6 passed" in out, out
+    assert "1 failed, 7 passed" in out, out
     assert "FAILED test_shop.py::test_g_n_plus_one_is_caught" in out
     assert "4 statements, at most 2 expected:" in out
     assert "plugin_shop.Review find: SELECT" in out  # the statements are listed

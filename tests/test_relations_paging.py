@@ -392,3 +392,36 @@ def test_find_as_selects_only_the_fields_of_its_type(db: Database, shop: Shop) -
 
     with pytest.raises(nx.errors.DeclarationError, match=r"Wrong\.nope is not a field"):
         orders.find_as(Wrong)
+
+
+def test_keys_the_library_adds_need_no_policy(db: Database, shop: Shop) -> None:
+    """A page's primary key and a has-many's default order are the library's, not the
+    client's: a policy whose order list lacks them does not refuse them; a belongs-to is one
+    row per parent, whatever the related policy's default_limit."""
+    client = nx.Repository(
+        db,
+        shop.Order,
+        policy=nx.FilterPolicy(
+            order=["placed_at"],
+            include={
+                "items": nx.FilterPolicy(order=["qty"]),
+                "customer": nx.FilterPolicy(default_limit=2),
+            },
+        ),
+    )
+    page = client.find_page({"order": ["placed_at"], "limit": 5, "include": ["customer", "items"]})
+    assert len(page.items) == 5 and page.next is not None
+    assert all(o.customer is not None for o in page.items)  # 5 parents, default_limit 2
+    rest = client.find_page({"order": ["placed_at"], "limit": 5, "after": page.next})
+    assert {o.id for o in rest.items}.isdisjoint({o.id for o in page.items})
+    with pytest.raises(FilterError, match=r"at order\[1\]: unknown column 'id'"):
+        client.find_page({"order": ["placed_at", "id"], "limit": 5})  # the client's "id": checked
+
+
+def test_a_filters_json_error_names_its_part() -> None:
+    with pytest.raises(FilterError) as info:
+        nx.Filter.from_json(b'{"limit": "x"}')
+    assert info.value.part == "limit"
+    with pytest.raises(FilterError) as info:
+        nx.Filter.from_json(b'{"limits": 5}')
+    assert info.value.part == "limits"

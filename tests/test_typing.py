@@ -100,6 +100,8 @@ def service_usage(db: Database) -> None:
     assert_type(repo.aggregate(group_by=["name"], sum=["score"]), list[dict[str, Any]])
     assert_type(repo.query("SELECT 1 AS id, 'a' AS name", row_type=Summary), list[Summary])
     assert_type(nx.rows_as(Summary, repo.find()), list[Summary])
+    assert_type(repo.create(b'{"id": "x", "name": "a"}'), Row)  # JSON bytes, validated
+    assert_type(repo.update_by_id("x", '{"name": "b"}'), Row | None)
     remove = db.add_query_hook(lambda event: print(event.duration, event.method))
     assert_type(remove(), None)
     with db.watch_queries() as events:
