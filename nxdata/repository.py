@@ -529,11 +529,12 @@ class Repository(Generic[T]):
         method: str | None = None,
     ) -> Any:
         """Run a compiled statement. Outside a transaction, a read whose connection is lost is
-        run once more on a fresh connection (it changed nothing), and a write whose connection
-        is lost is `OutcomeUnknown` (it may have been applied)."""
+        run again on a fresh connection, up to twice (it changed nothing; a restart can kill
+        the next pooled connection too), and a write whose connection is lost is
+        `OutcomeUnknown` (it may have been applied)."""
         params = statement.params(values)  # checked before a connection is taken
         settings = self._settings()
-        retry = transaction is None and not write
+        retries = 2 if transaction is None and not write else 0
         stale = self.db.options.max_size  # each pooled connection may hold the stale plan
         observer = self.db._observer
         started = observer.start()
@@ -585,8 +586,8 @@ class Repository(Generic[T]):
                         stale -= 1
                         continue
                 if transaction is None and isinstance(error, ConnectionFailed):
-                    if retry:
-                        retry = False
+                    if retries:
+                        retries -= 1
                         continue
                     if write:
                         error = unknown_outcome(error, "the statement")
