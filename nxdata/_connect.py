@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -49,13 +49,30 @@ class PoolOptions:
     system's default. ``libpq``: other libpq connection parameters (``{"sslmode": "require"}``).
 
     Session: ``statement_timeout``: seconds before the server cancels a statement (None: server
-    default); ``pgbouncer``: no server-side prepared statements and no startup options, so a
-    transaction-pooling PgBouncer can sit between; ``prepare_threshold``: executions of one
-    query before psycopg prepares it on the server (ignored in pgbouncer mode); ``timezone``:
-    the session time zone, ``"UTC"`` by default, so that timestamptz values come back in UTC
-    whatever the server's setting (psycopg also decodes them fastest when the session zone is
-    exactly ``UTC``). ``None`` keeps the server's default. Sent as a startup option, or with
-    ``SET`` in pgbouncer mode.
+    default); ``prepare_threshold``: executions of one query before psycopg prepares it on the
+    server (ignored behind PgBouncer); ``timezone``: the session time zone, ``"UTC"`` by
+    default, so that timestamptz values come back in UTC whatever the server's setting (psycopg
+    also decodes them fastest when the session zone is exactly ``UTC``). ``None`` keeps the
+    server's default. Both are sent as startup options.
+
+    PgBouncer: ``pgbouncer``: ``None`` (default) finds out on ``open()`` whether the URL goes
+    through a pooler that shares server connections between clients (PgBouncer in transaction
+    mode, and others that do the same); ``True`` / ``False`` say so. Behind one: no server-side
+    prepared statements, no startup options (PgBouncer refuses them), the time zone is set with
+    ``SET`` (a parameter PgBouncer tracks per client) and ``statement_timeout`` is sent with
+    every transaction as a transaction-local setting (a session ``SET`` would land on whichever
+    server connection PgBouncer picked, and stay there for other clients).
+
+    Replicas: ``replicas``: URLs of streaming replicas of the primary; reads outside a
+    transaction go to them (round robin), everything else to the primary (see
+    `AsyncDatabase.on_primary`). ``max_replica_lag``: seconds of replay lag above which a
+    replica is skipped (checked at most once a second per replica; None: never checked);
+    ``replica_retry``: seconds a replica that cannot be reached is left alone before it is
+    tried again (reads go to the primary meanwhile); ``read_your_writes``: seconds after a
+    write (or transaction) during which reads of the same task or thread stay on the primary,
+    so a client never misses its own write because of lag (0: off);
+    ``read_your_writes_scope``: ``"context"`` (the task or thread that wrote: one request) or
+    ``"database"`` (every reader of this handle).
 
     Watching (see `nxdata.observe`): ``on_query``: a callable given a `QueryEvent` after every
     statement; ``log_parameters``: the ``nxdata.sql`` logger shows parameter values (redacted
@@ -69,7 +86,7 @@ class PoolOptions:
     timeout: float = 30.0
     connect_timeout: float = 10.0
     statement_timeout: float | None = None
-    pgbouncer: bool = False
+    pgbouncer: bool | None = None
     prepare_threshold: int | None = 5
     application_name: str = "nxdata"
     max_idle: float = 600.0
@@ -86,6 +103,11 @@ class PoolOptions:
     on_query: Callable[[Any], Any] | None = None
     log_parameters: bool = False
     tracing: bool = False
+    replicas: Sequence[str] = ()
+    max_replica_lag: float | None = 10.0
+    replica_retry: float = 5.0
+    read_your_writes: float = 0.0
+    read_your_writes_scope: str = "context"
 
     def __post_init__(self) -> None:
         if self.min_size < 0 or self.max_size < 1 or self.min_size > self.max_size:
@@ -109,16 +131,33 @@ class PoolOptions:
                 raise ConfigurationError(f"{name} must be a callable taking the connection")
         if self.on_query is not None and not callable(self.on_query):
             raise ConfigurationError("on_query must be a callable taking a QueryEvent")
+        if isinstance(self.replicas, str) or not all(isinstance(u, str) for u in self.replicas):
+            raise ConfigurationError(
+                "replicas takes a list of URLs, e.g. replicas=['postgresql://app@replica1/app']"
+            )
+        object.__setattr__(self, "replicas", tuple(validate_url(u) for u in self.replicas))
+        if self.max_replica_lag is not None and self.max_replica_lag < 0:
+            raise ConfigurationError(f"max_replica_lag must be >= 0, got {self.max_replica_lag}")
+        for name in ("replica_retry", "read_your_writes"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.read_your_writes_scope not in ("context", "database"):
+            raise ConfigurationError(
+                "read_your_writes_scope must be 'context' or 'database', "
+                f"got {self.read_your_writes_scope!r}"
+            )
 
-    def connect_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``psycopg.connect`` (also given to the pool)."""
+    def connect_kwargs(self, *, pooler: bool | None = None) -> dict[str, Any]:
+        """Keyword arguments for ``psycopg.connect`` (also given to the pool); `pooler`: whether
+        the URL goes through PgBouncer (default: the ``pgbouncer`` option)."""
+        pooler = bool(self.pgbouncer) if pooler is None else pooler
         kwargs: dict[str, Any] = dict(self.libpq or {})
         kwargs.update(
             {
                 "context": adapters(),
                 "connect_timeout": max(1, round(self.connect_timeout)),
                 "application_name": self.application_name,
-                "prepare_threshold": None if self.pgbouncer else self.prepare_threshold,
+                "prepare_threshold": None if pooler else self.prepare_threshold,
             }
         )
         if self.keepalives_idle is not None or self.keepalives_count is not None:
@@ -129,7 +168,7 @@ class PoolOptions:
                 kwargs[name] = max(1, round(value))
         if self.tcp_user_timeout is not None:
             kwargs["tcp_user_timeout"] = max(1, round(self.tcp_user_timeout * 1000))
-        if not self.pgbouncer:
+        if not pooler:
             options = []
             if self.statement_timeout is not None:
                 options.append(f"-c statement_timeout={int(self.statement_timeout * 1000)}")
@@ -139,16 +178,23 @@ class PoolOptions:
                 kwargs["options"] = " ".join(options)
         return kwargs
 
-    def session_setup(self) -> str | None:
-        """SQL run on each new connection (pgbouncer mode cannot pass startup options)."""
-        if not self.pgbouncer:
+    def session_setup(self, *, pooler: bool | None = None) -> str | None:
+        """SQL run on each new connection behind PgBouncer, which refuses startup options: the
+        time zone, a parameter PgBouncer tracks per client and sets again on whichever server
+        connection serves it (``statement_timeout`` is not tracked: see `transaction_settings`).
+        """
+        pooler = bool(self.pgbouncer) if pooler is None else pooler
+        if not pooler or self.timezone is None:
             return None
-        statements = []
-        if self.statement_timeout is not None:
-            statements.append(f"SET statement_timeout = {int(self.statement_timeout * 1000)}")
-        if self.timezone is not None:
-            statements.append(f"SET timezone = '{self.timezone}'")
-        return "; ".join(statements) or None
+        return f"SET timezone = '{self.timezone}'"
+
+    def transaction_settings(self, *, pooler: bool | None = None) -> tuple[tuple[str, str], ...]:
+        """Settings sent with every transaction (transaction-local): behind PgBouncer, the
+        ``statement_timeout`` that would otherwise be a startup option."""
+        pooler = bool(self.pgbouncer) if pooler is None else pooler
+        if not pooler or self.statement_timeout is None:
+            return ()
+        return (("statement_timeout", str(int(self.statement_timeout * 1000))),)
 
 
 def pool_options(options: dict[str, Any], owner: str = "Database") -> PoolOptions:

@@ -45,6 +45,7 @@ from .errors import (
     map_database_error,
 )
 from .observe import QueryEvent, QueryHook, QueryObserver
+from .replicas import LAG_SQL, Replica, ReplicaSet, ReplicaState
 from .transaction import Transaction, TransactionBlock, begin
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
@@ -96,6 +97,19 @@ class Database:
         # Since when connections cannot be made (monotonic time) and why, None while they can:
         # a caller then gets ConnectionFailed after connect_timeout, not PoolTimeout after timeout.
         self._down: tuple[float, BaseException] | None = None
+        # Behind a pooler that shares server connections (PgBouncer in transaction mode)?
+        # The option says, or open() finds out (None until then).
+        self._pooler: bool | None = self.options.pgbouncer
+        self._base: Settings = self.options.transaction_settings(pooler=self._pooler)
+        self._replicas = ReplicaSet(self.options.replicas, retry=self.options.replica_retry)
+        # Reads of this block (task/thread) go to the primary (on_primary()).
+        self._primary_reads: ContextVar[bool] = ContextVar(
+            f"nxdata_primary_{id(self)}", default=False
+        )
+        # read_your_writes: when this context (or, by scope, anyone) last wrote (monotonic).
+        self._wrote_at: ContextVar[float] = ContextVar(f"nxdata_wrote_{id(self)}", default=0.0)
+        self._wrote_any = 0.0
+        self._writers: WeakSet[psycopg.Connection[Any]] = WeakSet()
         self._observer = QueryObserver(
             database=name,
             on_query=self.options.on_query,
@@ -135,62 +149,117 @@ class Database:
         with self._opening:
             if self._pool is not None:
                 return self
-            kwargs = self.options.connect_kwargs()
+            self._pooler = self._probe(self.url)
+            self._base = self.options.transaction_settings(pooler=self._pooler)
+            pool = self._make_pool(self.url, None)
             try:
-                (psycopg.Connection.connect(self.url, **kwargs)).close()
-            except psycopg.Error as exc:
-                raise connection_failed(self.url, exc) from exc
-            options = self.options
-            pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
-                self.url,
-                min_size=options.min_size,
-                max_size=options.max_size,
-                timeout=options.timeout,
-                max_idle=options.max_idle,
-                max_lifetime=options.max_lifetime,
-                # While the server cannot be reached, psycopg-pool retries with a backoff that
-                # doubles up to minutes; giving up after a second lets the next waiting caller
-                # start a fresh attempt, so a server that is back is used within about a second.
-                reconnect_timeout=1.0,
-                # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
-                # COMMIT); connection() and transactions open their own transactions.
-                kwargs={**kwargs, "autocommit": True},
-                connection_class=self._connection_class(),
-                name=self.name,
-                open=False,
-                configure=self._configure if options.session_setup() or options.configure else None,
-                reset=options.reset,
-                check=(
-                    psycopg_pool.ConnectionPool.check_connection
-                    if options.check == "ping"
-                    else None
-                ),
-            )
-            try:
-                pool.open(wait=True, timeout=options.connect_timeout)
+                pool.open(wait=True, timeout=self.options.connect_timeout)
             except psycopg_pool.PoolTimeout as exc:
                 pool.close()
                 raise connection_failed(self.url, exc) from exc
+            for replica in self._replicas.replicas:
+                # A replica that is down does not stop the handle from opening: reads go to
+                # the primary until it can be reached.
+                replica.pool = self._make_pool(replica.url, replica)
+                replica.pool.open(wait=False)
             self._pool = pool
             self._closed = False
             self._down = None
             return self
 
-    def _connection_class(self) -> type[psycopg.Connection[Any]]:
+    def _probe(self, url: str) -> bool:
+        """Connect once (a wrong URL fails here, naming the server's reason) and tell whether
+        the URL goes through a pooler that shares server connections between clients: such a
+        pooler (PgBouncer, and others) gives clients a cancel key of its own, so the backend
+        pid the client was told differs from the one serving it. PgBouncer also refuses the
+        startup options nxdata sends otherwise."""
+        pooler = self._pooler
+        kwargs = self.options.connect_kwargs(pooler=bool(pooler))
+        try:
+            conn = psycopg.Connection.connect(url, **kwargs)
+        except psycopg.Error as exc:
+            if pooler is not None or "unsupported startup parameter" not in str(exc):
+                raise connection_failed(url, exc) from exc
+            pooler = True  # PgBouncer: "unsupported startup parameter: options"
+            kwargs = self.options.connect_kwargs(pooler=True)
+            try:
+                conn = psycopg.Connection.connect(url, **kwargs)
+            except psycopg.Error as exc2:
+                raise connection_failed(url, exc2) from exc2
+        try:
+            if pooler is None:
+                cursor = conn.execute("SELECT pg_backend_pid()", prepare=False)
+                row = cursor.fetchone()
+                pooler = row is not None and row[0] != conn.info.backend_pid
+                if pooler:
+                    logger.info(
+                        "%s goes through a connection pooler (PgBouncer?): no prepared "
+                        "statements, per-transaction settings",
+                        redact(url),
+                    )
+        except psycopg.Error as exc:
+            raise connection_failed(url, exc) from exc
+        finally:
+            conn.close()
+        return pooler
+
+    @property
+    def behind_pooler(self) -> bool | None:
+        """Whether the URL goes through a pooler sharing server connections (PgBouncer in
+        transaction mode): the ``pgbouncer`` option, or what ``open()`` found (None before)."""
+        return self._pooler
+
+    def _make_pool(self, url: str, replica: Replica | None) -> psycopg_pool.ConnectionPool[Any]:
+        """A pool for the primary (`replica` None) or for one replica."""
+        options = self.options
+        kwargs = options.connect_kwargs(pooler=bool(self._pooler))
+        setup = options.session_setup(pooler=bool(self._pooler))
+        return psycopg_pool.ConnectionPool(
+            url,
+            min_size=options.min_size,
+            max_size=options.max_size,
+            timeout=options.timeout,
+            max_idle=options.max_idle,
+            max_lifetime=options.max_lifetime,
+            # While the server cannot be reached, psycopg-pool retries with a backoff that
+            # doubles up to minutes; giving up after a second lets the next waiting caller
+            # start a fresh attempt, so a server that is back is used within about a second.
+            reconnect_timeout=1.0,
+            # Pooled connections are autocommit: a lone statement is one round trip (no BEGIN /
+            # COMMIT); connection() and transactions open their own transactions.
+            kwargs={**kwargs, "autocommit": True},
+            connection_class=self._connection_class(replica),
+            name=self.name if replica is None else f"{self.name}-replica",
+            open=False,
+            configure=self._configure if setup or options.configure else None,
+            reset=options.reset,
+            check=(
+                psycopg_pool.ConnectionPool.check_connection if options.check == "ping" else None
+            ),
+        )
+
+    def _connection_class(self, replica: Replica | None) -> type[psycopg.Connection[Any]]:
         """The pool's connection class: psycopg's, telling this database whether connections
-        can be made (see `_down`)."""
+        can be made (see `_down`), and for a replica's pool, which replica it serves."""
         db = self
 
         class Connection(psycopg.Connection[Any]):
+            nxdata_replica = replica
+
             @classmethod
             def connect(cls, *args: Any, **kwargs: Any) -> Any:
                 try:
                     conn = super().connect(*args, **kwargs)
                 except BaseException as exc:
-                    if db._down is None:
+                    if replica is not None:
+                        replica.went_down()
+                    elif db._down is None:
                         db._down = (time.monotonic(), exc)
                     raise
-                db._down = None
+                if replica is not None:
+                    replica.came_up()
+                else:
+                    db._down = None
                 return conn
 
         return Connection
@@ -198,7 +267,7 @@ class Database:
     def _configure(self, conn: psycopg.Connection[Any]) -> None:
         """Session settings a connection needs that startup options could not carry, then the
         caller's own ``configure``."""
-        setup = self.options.session_setup()
+        setup = self.options.session_setup(pooler=bool(self._pooler))
         if setup:
             conn.execute(setup)
             if not conn.autocommit:
@@ -215,6 +284,10 @@ class Database:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             pool.close()
+        for replica in self._replicas.replicas:
+            if replica.pool is not None:
+                replica_pool, replica.pool = replica.pool, None
+                replica_pool.close()
         if self._embedded is not None:
             self._embedded.stop()
 
@@ -264,6 +337,8 @@ class Database:
         self._dirty.add(conn)
         try:
             conn.set_autocommit(False)
+            if self._base:  # behind PgBouncer: statement_timeout for this transaction
+                conn.execute(set_config_sql(len(self._base)), _flat(self._base))
             yield conn
             _commit(conn)
         finally:
@@ -301,8 +376,11 @@ class Database:
     def _acquire(self, *, write: bool = True) -> psycopg.Connection[Any]:
         """Borrow a connection in autocommit mode (one statement = one round trip).
 
-        The single place that chooses where a statement runs: ``write=False`` marks reads, which
-        may go to a replica pool once there is one. Pair every call with `_release`.
+        The single place that chooses where a statement runs: ``write=False`` marks a read
+        outside a transaction, which goes to a usable replica when there are replicas, unless
+        `on_primary` or read-your-writes keep it on the primary; everything else (writes,
+        locks, transactions, migrations, the caller's own SQL) goes to the primary. A read
+        finds no usable replica → the primary. Pair every call with `_release`.
 
         A connection the server has closed meanwhile (a restart, an idle timeout) is found before
         it is lent (``check="socket"``: a look at its socket, no round trip) and replaced, so the
@@ -310,6 +388,11 @@ class Database:
         within ``connect_timeout``, naming the server's reason.
         """
         pool = self._pool if self._pool is not None else self.get_pool()
+        if not write and self._replicas and self._reads_may_use_replicas():
+            for replica in self._replicas.candidates():
+                replica_conn = self._replica_connection(replica)
+                if replica_conn is not None:
+                    return replica_conn
         check = self.options.check == "socket"
         for _ in range(self.options.max_size + 2):  # every pooled connection may be stale
             conn = self._getconn(pool)
@@ -321,7 +404,100 @@ class Database:
             raise ConnectionFailed(f"cannot get a working connection to {redact(self.url)}")
         if not conn.autocommit:
             conn.set_autocommit(True)
+        if write and self.options.read_your_writes:
+            self._writers.add(conn)
         return conn
+
+    def _reads_may_use_replicas(self) -> bool:
+        """Not in an `on_primary` block, nor within ``read_your_writes`` of a write."""
+        if self._primary_reads.get():
+            return False
+        window = self.options.read_your_writes
+        if window:
+            wrote = (
+                self._wrote_at.get()
+                if self.options.read_your_writes_scope == "context"
+                else self._wrote_any
+            )
+            if wrote and time.monotonic() - wrote < window:
+                return False
+        return True
+
+    def _replica_connection(self, replica: Replica) -> psycopg.Connection[Any] | None:
+        """A working connection to `replica`, or None when it cannot be reached (it is then
+        left alone for ``replica_retry`` seconds) or lags more than ``max_replica_lag``. Waits
+        for a free connection as long as the replica is reachable, as for the primary."""
+        pool = replica.pool
+        if pool is None:
+            return None
+        options = self.options
+        start = time.monotonic()
+        check = options.check == "socket"
+        stale = options.max_size + 2
+        while True:
+            if replica.down_since is not None and replica.down_since >= start - 0.001:
+                return None  # a connection attempt failed since we started waiting
+            try:
+                conn: psycopg.Connection[Any] = pool.getconn(timeout=0.05)
+            except psycopg_pool.PoolTimeout:
+                waited = time.monotonic() - start
+                if replica.down_since is not None or waited >= options.timeout:
+                    replica.went_down()
+                    return None
+                continue
+            except psycopg.OperationalError:
+                replica.went_down()
+                return None
+            if check and not _alive(conn) and stale > 0:
+                stale -= 1
+                conn.close()  # the pool replaces it
+                pool.putconn(conn)
+                continue
+            break
+        if not conn.autocommit:
+            conn.set_autocommit(True)
+        maximum = options.max_replica_lag
+        now = time.monotonic()
+        if maximum is not None and replica.lag_due(now):
+            try:
+                cursor = conn.execute(LAG_SQL, prepare=False)
+                row = cursor.fetchone()
+            except psycopg.Error:
+                replica.went_down()
+                pool.putconn(conn)
+                return None
+            if not replica.saw_lag(float(row[0]) if row else 0.0, now, maximum):
+                logger.warning(
+                    "replica %s is %.1f s behind (max_replica_lag=%g): reads go elsewhere",
+                    redact(replica.url),
+                    replica.lag or 0.0,
+                    maximum,
+                )
+                pool.putconn(conn)
+                return None
+        replica.reads += 1
+        return conn
+
+    @contextmanager
+    def on_primary(self, enabled: bool = True) -> Iterator[None]:
+        """Send the reads of this block (this task or thread) to the primary, e.g. right after
+        a write whose result must be read back, or for a report that must be current:
+
+        >>> with db.on_primary():
+        ...     order = orders.find_by_id(order_id)
+
+        One call: ``orders.find_by_id(order_id, primary=True)``. Without replicas it
+        changes nothing.
+        """
+        token = self._primary_reads.set(enabled or self._primary_reads.get())
+        try:
+            yield
+        finally:
+            self._primary_reads.reset(token)
+
+    def replica_states(self) -> list[ReplicaState]:
+        """What this handle knows of each replica: usable or not, lag, reads served."""
+        return self._replicas.states()
 
     def _getconn(self, pool: psycopg_pool.ConnectionPool[Any]) -> psycopg.Connection[Any]:
         """`pool.getconn`, waiting in slices: while connections cannot be made, the wait ends
@@ -358,10 +534,22 @@ class Database:
             if conn in self._dirty:
                 self._dirty.discard(conn)
                 conn.execute(_RESET_SESSION, prepare=False)
-                if self.options.session_setup():
+                if self.options.session_setup(pooler=bool(self._pooler)):
                     self._configure(conn)
         except psycopg.Error:
             pass  # a broken connection: the pool notices and replaces it
+        replica: Replica | None = getattr(conn, "nxdata_replica", None)
+        if replica is not None:
+            if conn.closed or conn.pgconn.status != _OK:
+                replica.went_down()  # lost: reads try elsewhere until it is reachable again
+            if replica.pool is not None:
+                replica.pool.putconn(conn)
+            return
+        if self._writers and conn in self._writers:
+            self._writers.discard(conn)
+            now = time.monotonic()
+            self._wrote_any = now
+            self._wrote_at.set(now)
         pool = self._pool
         if pool is not None:
             pool.putconn(conn)
@@ -396,8 +584,10 @@ class Database:
             self._settings.reset(token)
 
     def _local(self, timeout_ms: int | None = None) -> Settings:
-        """The settings of the current block, plus a statement_timeout (client policies)."""
-        pairs = self._settings.get()
+        """Settings for a statement or transaction: behind PgBouncer, the configured
+        statement_timeout first; then the current block's; then a statement_timeout (client
+        policies)."""
+        pairs = self._base + self._settings.get() if self._base else self._settings.get()
         if timeout_ms is not None:
             pairs = (*pairs, ("statement_timeout", str(timeout_ms)))
         return pairs
@@ -422,8 +612,10 @@ class Database:
                 conn.execute(set_config_sql(len(settings)), _flat(settings))
                 cursor = conn.execute(sql, params)
             return cursor
-        timeout = [value for name, value in settings if name == "statement_timeout"]
-        if not timeout:  # the block's settings were applied at BEGIN
+        # The block's settings (and the configured timeout, behind PgBouncer) were applied at
+        # BEGIN: only a client policy's timeout, which comes after them, is set here.
+        timeout = [v for n, v in settings[len(self._base) :] if n == "statement_timeout"]
+        if not timeout:
             return conn.execute(sql, params)
         with conn.pipeline():
             conn.execute(_SAVE_TIMEOUT, [timeout[-1]])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
@@ -32,7 +33,9 @@ __all__ = ["Page", "decode_cursor", "encode_cursor"]
 
 T = TypeVar("T")
 
-_MAX_CURSOR = 4096  # bytes of a cursor's text: a few keys, never a payload
+# Characters of a cursor's text: keys, never a payload (a filter's JSON is capped at 64 KiB, and
+# a client policy's max_string lets a text key reach 10,000 characters).
+_MAX_CURSOR = 65_536
 
 
 class Page(msgspec.Struct, Generic[T], kw_only=True):
@@ -56,7 +59,7 @@ def _order_text(order: Sequence[Any]) -> list[str]:
 
 def encode_cursor(order: Sequence[Any], values: Sequence[Any]) -> str:
     """The cursor after a row whose order keys hold `values`."""
-    raw = _encoder.encode([_order_text(order), list(values)])
+    raw = _encoder.encode([_order_text(order), [_special(value) for value in values]])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -76,4 +79,18 @@ def decode_cursor(cursor: Any, order: Sequence[Any], table: str) -> list[Any]:
             table=table,
             part="after",
         )
-    return values
+    return [_unspecial(value) for value in values]
+
+
+# JSON has no NaN or infinities (msgspec writes null): a float key holding one is written as
+# {"float": "nan"} and read back as that float.
+def _special(value: Any) -> Any:
+    if type(value) is float and not math.isfinite(value):
+        return {"float": repr(value)}
+    return value
+
+
+def _unspecial(value: Any) -> Any:
+    if type(value) is dict and len(value) == 1 and value.get("float") in ("nan", "inf", "-inf"):
+        return float(value["float"])
+    return value

@@ -215,7 +215,7 @@ def parse_include(
     return tuple(out)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=512)  # bounded: clients choose which relations to include
 def with_relations(row_type: type[Any], names: tuple[str, ...]) -> type[Any]:
     """A subclass of `row_type` with one more field per relation name (None by default), to
     carry included rows. Cached: one class per row type and set of relations."""

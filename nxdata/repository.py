@@ -82,11 +82,30 @@ _MAX_SHAPES = 4096  # a bound on the statement cache: shapes are few unless some
 _ORDER_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
+def _names(value: Any, part: str) -> tuple[str, ...]:
+    """Column names given to `aggregate`: a list, or one name; each once."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise FilterError(f"{part} takes a list of names, not {value!r}", part=part)
+    if len(set(value)) != len(value):
+        raise FilterError(f"{part} names a column twice: {list(value)}", part=part)
+    return tuple(value)
+
+
+def _blanked(rows: list[Any], blank: Mapping[str, Any]) -> list[Any]:
+    """`rows` with the `blank` fields set to UNSET (see `_Extras.blank`)."""
+    replace = msgspec.structs.replace
+    return [replace(row, **blank) for row in rows]
+
+
 class _Extras:
     """What a filter asks for besides its statement: relations to include, a page's order
     and keys, columns to select whatever ``fields`` says (see `Repository._extras`)."""
 
-    __slots__ = ("extra", "includes", "keys", "limit", "order", "where")
+    __slots__ = ("blank", "extra", "includes", "keys", "limit", "order", "where")
 
     def __init__(
         self,
@@ -99,6 +118,9 @@ class _Extras:
         self.includes, self.order, self.extra, self.keys = includes, order, extra, keys
         self.where = where
         self.limit: int | None = None  # a page's size
+        # Fields selected for the library's own use (join keys, page keys) that the caller did
+        # not ask for (outside ``fields``) or may not see (hidden): UNSET in the rows returned.
+        self.blank: dict[str, Any] = {}
 
 
 # The repository method of each statement kind, as `QueryEvent.method` reports it.
@@ -348,6 +370,7 @@ class Repository(Generic[T]):
             order, extra = extras.order, extras.extra
             if join is not None and join not in extra:
                 extra = tuple(sorted((*extra, join)))
+            extras.blank = self._unasked(extra, fields)
         if by_id is not _UNSET:
             if order is not None or limit is not None or offset is not None or after is not None:
                 part = "order" if order is not None else "limit" if limit is not None else "offset"
@@ -469,10 +492,53 @@ class Repository(Generic[T]):
         if page or after is not None:
             order = self._page_order(order)
             keys = self._compiler.keys(order, policy)
+            if policy.client:
+                self._check_readable_keys(keys, policy)
             extra |= {column.name for column, _ in keys}
             if after is not None:
                 values += decode_cursor(after, order, self._name)
         return _Extras(includes, order, tuple(sorted(extra)), keys, where)
+
+    def _check_readable_keys(
+        self, keys: tuple[tuple[ColumnDef, bool], ...], policy: FilterPolicy
+    ) -> None:
+        """A cursor carries its keys' values, readable by whoever holds it, and a forged one
+        tests them: under a client policy, pages may only be keyed by columns the client can
+        read (not hidden, allowed by ``fields``)."""
+        readable = policy.allowed("fields")
+        for column, _ in keys:
+            if column.hidden or (
+                readable is not None
+                and column.field not in readable
+                and column.name not in readable
+            ):
+                raise FilterError(
+                    f"pages by cursor carry the values of their order keys, and {column.field} "
+                    "is not a field this client may read: order by readable fields (the "
+                    "primary key is added last) or use limit/offset",
+                    table=self._name,
+                    part="order",
+                    field=column.field,
+                )
+
+    def _unasked(self, extra: tuple[str, ...], fields: tuple[str, ...] | None) -> dict[str, Any]:
+        """Of the `extra` columns, those the rows must not carry: outside ``fields`` (when
+        given) or hidden (when not), as ``{field: UNSET}``."""
+        blank: dict[str, Any] = {}
+        by_name = self.table.by_name
+        readable = self.policy.allowed("fields") if self.policy.client else None
+        for name in extra:
+            column = by_name[name]
+            if fields is None:  # the default columns: not hidden, allowed by the policy
+                if column.hidden or (
+                    readable is not None
+                    and column.field not in readable
+                    and column.name not in readable
+                ):
+                    blank[column.field] = msgspec.UNSET
+            elif column.field not in fields and column.name not in fields:
+                blank[column.field] = msgspec.UNSET
+        return blank
 
     def _page_order(self, order: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """`order` with the primary key's columns added (ascending) where it lacks them: a
@@ -511,7 +577,7 @@ class Repository(Generic[T]):
     def _settings(self) -> tuple[tuple[str, str], ...]:
         """Transaction-local settings for a statement: the current `local_settings` block's and,
         under a client policy, its statement_timeout."""
-        settings = self.db._settings.get()
+        settings = self.db._local()
         policy = self.policy
         if policy.client and policy.statement_timeout is not None:
             settings = (*settings, ("statement_timeout", str(policy.timeout_ms)))
@@ -674,16 +740,25 @@ class Repository(Generic[T]):
         lock: Lock | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> list[T]:
         """Rows matching a filter (where, fields, order, limit, offset).
 
         >>> repo.find({"where": {"status": {"inq": ["a", "b"]}}, "order": "name", "limit": 5})
         """
+        if primary:
+            with self.db.on_primary():
+                return self.find(
+                    filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(filter, lock, transaction, include_deleted)
         rows = self._rows(statement, values, transaction, write=lock is not None)
-        if extras is not None and extras.includes:
-            return self._include(rows, extras.includes, transaction)
+        if extras is not None:
+            if extras.includes:
+                return self._include(rows, extras.includes, transaction, blank=extras.blank)
+            if extras.blank:
+                return _blanked(rows, extras.blank)
         return rows
 
     def find_as(
@@ -693,6 +768,7 @@ class Repository(Generic[T]):
         *,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> list[R]:
         """Rows matching a filter as `row_type`, a Struct of some of the table's fields: only
         those columns are selected, and the result's type says which are there (where
@@ -736,8 +812,19 @@ class Repository(Generic[T]):
             {**given, "fields": list(names)},
             transaction=transaction,
             include_deleted=include_deleted,
+            primary=primary,
         )
-        return [row_type(**{name: getattr(row, name) for name in names}) for row in rows]
+        try:
+            return [
+                msgspec.convert({name: getattr(row, name) for name in names}, row_type)
+                for row in rows
+            ]
+        except (msgspec.ValidationError, ValueError, TypeError) as exc:
+            raise DeclarationError(
+                f"{row_type.__name__} does not fit the rows of the table: {exc} (its fields "
+                "must be typed as the table's, Optional where the column is nullable)",
+                table=self._name,
+            ) from None
 
     def find_one(
         self,
@@ -746,18 +833,24 @@ class Repository(Generic[T]):
         lock: Lock | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> T | None:
         """The first row matching a filter, or None.
 
         >>> repo.find_one({"where": {"email": "a@example.com"}})
         """
+        if primary:
+            with self.db.on_primary():
+                return self.find_one(
+                    filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, lock, transaction, include_deleted, one=True
         )
         row = self._row(statement, values, transaction, write=lock is not None, method="find_one")
         if row is not None and extras is not None and extras.includes:
-            return (self._include([row], extras.includes, transaction))[0]
+            return (self._include([row], extras.includes, transaction, blank=extras.blank))[0]
         return row
 
     def find_by_id(
@@ -768,6 +861,7 @@ class Repository(Generic[T]):
         lock: Lock | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> T | None:
         """The row with this primary key (a tuple for a composite key), or None.
 
@@ -775,13 +869,18 @@ class Repository(Generic[T]):
 
         >>> repo.find_by_id("0b6c...", lock=Lock.UPDATE, transaction=tx)
         """
+        if primary:
+            with self.db.on_primary():
+                return self.find_by_id(
+                    id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, lock, transaction, include_deleted, by_id=id
         )
         row = self._row(statement, values, transaction, write=lock is not None)
         if row is not None and extras is not None and extras.includes:
-            return (self._include([row], extras.includes, transaction))[0]
+            return (self._include([row], extras.includes, transaction, blank=extras.blank))[0]
         return row
 
     # -- relations, pages, aggregates ----------------------------------------------------------
@@ -791,13 +890,22 @@ class Repository(Generic[T]):
         rows: list[T],
         includes: tuple[Include, ...],
         transaction: Transaction | None,
+        *,
+        blank: Mapping[str, Any] = {},
+        carried: Mapping[str, Any] = {},
     ) -> list[T]:
         """Load the included relations of `rows`, one query per relation, and return the rows
         as instances of a subclass of their type with a field per relation (a list for a
-        has-many, a row or None for a belongs-to)."""
+        has-many, a row or None for a belongs-to); `blank` fields (join keys the caller did not
+        ask for) are UNSET in them. `carried`: the tenant scope of the repositories above,
+        applied to every table down the tree that has its columns."""
         if not rows:
             return rows
-        loaded = [self._load(item, rows, transaction) for item in includes]
+        carried = {
+            **carried,
+            **dict(zip(self._scope_fields, self._scope_values, strict=True)),
+        }
+        loaded = [self._load(item, rows, transaction, carried) for item in includes]
         target = with_relations(type(rows[0]), tuple(item.relation.name for item in includes))
         out = []
         for row in rows:
@@ -807,11 +915,17 @@ class Repository(Generic[T]):
                 key = getattr(row, self.table.by_name[relation.source_columns[0]].field)
                 value = by_key.get(key)
                 found[relation.name] = (value or []) if relation.many else value
+            if blank:
+                found.update(blank)
             out.append(attach(row, target, found))
         return out
 
     def _load(
-        self, item: Include, rows: list[T], transaction: Transaction | None
+        self,
+        item: Include,
+        rows: list[T],
+        transaction: Transaction | None,
+        carried: Mapping[str, Any],
     ) -> dict[Any, Any]:
         """The rows of one included relation, by the key they share with their parent."""
         relation = item.relation
@@ -828,15 +942,19 @@ class Repository(Generic[T]):
         policy = self.policy.related(relation.name)
         related = self._related.get((relation.name, policy))
         if related is None:
-            related = self._related[(relation.name, policy)] = Repository(
+            # Soft-deleted rows of a related table are never included.
+            kind = (
+                SoftDeletableRepository
+                if relation.target.soft_delete_column is not None
+                else Repository
+            )
+            related = self._related[(relation.name, policy)] = kind(
                 self.db, relation.target.row_type, policy=policy
             )
         shared = {
-            field: value
-            for field, value in zip(self._scope_fields, self._scope_values, strict=True)
-            if field in relation.target.by_field
+            field: value for field, value in carried.items() if field in relation.target.by_field
         }
-        if shared:  # a tenant's scope follows it into the related table
+        if shared:  # a tenant's scope follows it into every related table that has its column
             related = related.scoped(**shared)
         scope = item.scope
         if not relation.many and ("limit" in scope or "offset" in scope or "order" in scope):
@@ -871,14 +989,20 @@ class Repository(Generic[T]):
         found = related._rows(
             statement, values, transaction, write=False, method=f"include {relation.name}"
         )
-        if extras is not None and extras.includes:
-            found = related._include(found, extras.includes, transaction)
         field = relation.target.by_name[column].field
+        parents = [getattr(child, field) for child in found]  # before the key may be blanked
+        blank = extras.blank if extras is not None else {}
+        if extras is not None and extras.includes:
+            found = related._include(
+                found, extras.includes, transaction, blank=blank, carried=carried
+            )
+        elif blank:
+            found = _blanked(found, blank)
         if not relation.many:
-            return {getattr(child, field): child for child in found}
+            return dict(zip(parents, found, strict=True))
         grouped: dict[Any, list[Any]] = {}
-        for child in found:
-            grouped.setdefault(getattr(child, field), []).append(child)
+        for parent, child in zip(parents, found, strict=True):
+            grouped.setdefault(parent, []).append(child)
         return grouped
 
     def find_page(
@@ -888,6 +1012,7 @@ class Repository(Generic[T]):
         total: Literal["exact", "estimate"] | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> Page[T]:
         """A page of rows by keyset: `Page` with ``items``, ``next`` (the cursor to pass as
         the next filter's ``after``; None on the last page) and, with ``total="exact"`` (a
@@ -900,6 +1025,11 @@ class Repository(Generic[T]):
         >>> more = repo.find_page({"order": ["created_at DESC"], "limit": 20,
         ...                              "after": page.next})
         """
+        if primary:
+            with self.db.on_primary():
+                return self.find_page(
+                    filter, total=total, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, None, transaction, include_deleted, page=True
@@ -915,7 +1045,9 @@ class Repository(Generic[T]):
                 extras.order, [getattr(last, column.field) for column, _ in extras.keys]
             )
         if extras.includes:
-            rows = self._include(rows, extras.includes, transaction)
+            rows = self._include(rows, extras.includes, transaction, blank=extras.blank)
+        elif extras.blank:
+            rows = _blanked(rows, extras.blank)
         counted: int | None = None
         if total == "exact":
             counted = self.count(
@@ -943,7 +1075,10 @@ class Repository(Generic[T]):
         plan = rows[0][0]
         if isinstance(plan, str):
             plan = msgspec.json.decode(plan)
-        return int(plan[0]["Plan"]["Plan Rows"])
+        node = plan[0]["Plan"]
+        if node.get("Node Type") == "Limit" and node.get("Plans"):
+            node = node["Plans"][0]  # a client policy's default_limit would cap the estimate
+        return int(node["Plan Rows"])
 
     def aggregate(
         self,
@@ -959,6 +1094,7 @@ class Repository(Generic[T]):
         limit: int | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> list[dict[str, Any]]:
         """Counts, sums, averages, minima and maxima of the rows a where clause matches,
         optionally per group: one dict per group, with the group's columns (by field name) and
@@ -972,17 +1108,32 @@ class Repository(Generic[T]):
         >>> repo.aggregate({"status": "paid"}, group_by=["merchant_id"], sum=["total"])
         [{'merchant_id': 'm-1', 'count': 12, 'sum_total': Decimal('431.5000')}, ...]
         """
+        if primary:
+            with self.db.on_primary():
+                return self.aggregate(
+                    where,
+                    group_by=group_by,
+                    count=count,
+                    sum=sum,
+                    avg=avg,
+                    min=min,
+                    max=max,
+                    order=order,
+                    limit=limit,
+                    transaction=transaction,
+                    include_deleted=include_deleted,
+                )
         transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
         policy, scope = self.policy, self._scope_fields
         measures = tuple(
-            (function, tuple(columns))
+            (function, _names(columns, function))
             for function, columns in (("sum", sum), ("avg", avg), ("min", min), ("max", max))
             if columns
         )
-        groups = tuple(group_by)
-        ordering = tuple(order) if order is not None else None
+        groups = _names(group_by, "group_by")
+        ordering = _names(order, "order") if order is not None else None
         if limit is None:
             limit = policy.default_limit
         has_limit = limit is not None and self._paging(limit, "limit", values, policy)
@@ -1021,11 +1172,15 @@ class Repository(Generic[T]):
         *,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> int:
         """How many rows match a where clause.
 
         >>> repo.count({"status": "active"})
         """
+        if primary:
+            with self.db.on_primary():
+                return self.count(where, transaction=transaction, include_deleted=include_deleted)
         transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
@@ -1049,11 +1204,15 @@ class Repository(Generic[T]):
         *,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> bool:
         """True when at least one row matches a where clause.
 
         >>> repo.exists({"email": "a@example.com"})
         """
+        if primary:
+            with self.db.on_primary():
+                return self.exists(where, transaction=transaction, include_deleted=include_deleted)
         transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
@@ -1079,6 +1238,7 @@ class Repository(Generic[T]):
         lock: Lock | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> Iterator[T]:
         """Stream matching rows through a server-side cursor, `batch_size` rows at a time, so
         memory stays flat however many rows match.
@@ -1108,7 +1268,11 @@ class Repository(Generic[T]):
         assert decoder is not None
         params = statement.params(values)
         own = transaction is None
-        conn = self.db._acquire(write=False) if transaction is None else transaction._connection()
+        if transaction is not None:
+            conn = transaction._connection()
+        else:
+            with self.db.on_primary(primary):
+                conn = self.db._acquire(write=False)
         try:
             if own:
                 # a server-side cursor lives in a transaction
@@ -1206,6 +1370,10 @@ class Repository(Generic[T]):
         >>> q = PostgreSQLQuery.from_(t).select("*").where(t.seats > Parameter("%s"))
         >>> repo.query(q, [10])
         """
+        if row_type is not None and not (
+            isinstance(row_type, type) and issubclass(row_type, msgspec.Struct)
+        ):  # before the statement runs
+            raise TypeError(f"row_type takes a msgspec.Struct class, not {row_type!r}")
         transaction = self.db._transaction(transaction)
         statement: str | bytes | psycopg.sql.Composable
         if isinstance(query, str | bytes | psycopg.sql.Composable):
@@ -1229,7 +1397,7 @@ class Repository(Generic[T]):
                 conn,
                 statement,
                 params,
-                settings=self.db._settings.get(),
+                settings=self.db._local(),
                 in_transaction=transaction is not None,
             )
             rows = cursor.fetchall() if cursor.description is not None else []

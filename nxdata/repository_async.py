@@ -81,11 +81,30 @@ _MAX_SHAPES = 4096  # a bound on the statement cache: shapes are few unless some
 _ORDER_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
+def _names(value: Any, part: str) -> tuple[str, ...]:
+    """Column names given to `aggregate`: a list, or one name; each once."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise FilterError(f"{part} takes a list of names, not {value!r}", part=part)
+    if len(set(value)) != len(value):
+        raise FilterError(f"{part} names a column twice: {list(value)}", part=part)
+    return tuple(value)
+
+
+def _blanked(rows: list[Any], blank: Mapping[str, Any]) -> list[Any]:
+    """`rows` with the `blank` fields set to UNSET (see `_Extras.blank`)."""
+    replace = msgspec.structs.replace
+    return [replace(row, **blank) for row in rows]
+
+
 class _Extras:
     """What a filter asks for besides its statement: relations to include, a page's order
     and keys, columns to select whatever ``fields`` says (see `AsyncRepository._extras`)."""
 
-    __slots__ = ("extra", "includes", "keys", "limit", "order", "where")
+    __slots__ = ("blank", "extra", "includes", "keys", "limit", "order", "where")
 
     def __init__(
         self,
@@ -98,6 +117,9 @@ class _Extras:
         self.includes, self.order, self.extra, self.keys = includes, order, extra, keys
         self.where = where
         self.limit: int | None = None  # a page's size
+        # Fields selected for the library's own use (join keys, page keys) that the caller did
+        # not ask for (outside ``fields``) or may not see (hidden): UNSET in the rows returned.
+        self.blank: dict[str, Any] = {}
 
 
 # The repository method of each statement kind, as `QueryEvent.method` reports it.
@@ -347,6 +369,7 @@ class AsyncRepository(Generic[T]):
             order, extra = extras.order, extras.extra
             if join is not None and join not in extra:
                 extra = tuple(sorted((*extra, join)))
+            extras.blank = self._unasked(extra, fields)
         if by_id is not _UNSET:
             if order is not None or limit is not None or offset is not None or after is not None:
                 part = "order" if order is not None else "limit" if limit is not None else "offset"
@@ -468,10 +491,53 @@ class AsyncRepository(Generic[T]):
         if page or after is not None:
             order = self._page_order(order)
             keys = self._compiler.keys(order, policy)
+            if policy.client:
+                self._check_readable_keys(keys, policy)
             extra |= {column.name for column, _ in keys}
             if after is not None:
                 values += decode_cursor(after, order, self._name)
         return _Extras(includes, order, tuple(sorted(extra)), keys, where)
+
+    def _check_readable_keys(
+        self, keys: tuple[tuple[ColumnDef, bool], ...], policy: FilterPolicy
+    ) -> None:
+        """A cursor carries its keys' values, readable by whoever holds it, and a forged one
+        tests them: under a client policy, pages may only be keyed by columns the client can
+        read (not hidden, allowed by ``fields``)."""
+        readable = policy.allowed("fields")
+        for column, _ in keys:
+            if column.hidden or (
+                readable is not None
+                and column.field not in readable
+                and column.name not in readable
+            ):
+                raise FilterError(
+                    f"pages by cursor carry the values of their order keys, and {column.field} "
+                    "is not a field this client may read: order by readable fields (the "
+                    "primary key is added last) or use limit/offset",
+                    table=self._name,
+                    part="order",
+                    field=column.field,
+                )
+
+    def _unasked(self, extra: tuple[str, ...], fields: tuple[str, ...] | None) -> dict[str, Any]:
+        """Of the `extra` columns, those the rows must not carry: outside ``fields`` (when
+        given) or hidden (when not), as ``{field: UNSET}``."""
+        blank: dict[str, Any] = {}
+        by_name = self.table.by_name
+        readable = self.policy.allowed("fields") if self.policy.client else None
+        for name in extra:
+            column = by_name[name]
+            if fields is None:  # the default columns: not hidden, allowed by the policy
+                if column.hidden or (
+                    readable is not None
+                    and column.field not in readable
+                    and column.name not in readable
+                ):
+                    blank[column.field] = msgspec.UNSET
+            elif column.field not in fields and column.name not in fields:
+                blank[column.field] = msgspec.UNSET
+        return blank
 
     def _page_order(self, order: tuple[Any, ...] | None) -> tuple[Any, ...]:
         """`order` with the primary key's columns added (ascending) where it lacks them: a
@@ -510,7 +576,7 @@ class AsyncRepository(Generic[T]):
     def _settings(self) -> tuple[tuple[str, str], ...]:
         """Transaction-local settings for a statement: the current `local_settings` block's and,
         under a client policy, its statement_timeout."""
-        settings = self.db._settings.get()
+        settings = self.db._local()
         policy = self.policy
         if policy.client and policy.statement_timeout is not None:
             settings = (*settings, ("statement_timeout", str(policy.timeout_ms)))
@@ -673,16 +739,25 @@ class AsyncRepository(Generic[T]):
         lock: Lock | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> list[T]:
         """Rows matching a filter (where, fields, order, limit, offset).
 
         >>> await repo.find({"where": {"status": {"inq": ["a", "b"]}}, "order": "name", "limit": 5})
         """
+        if primary:
+            with self.db.on_primary():
+                return await self.find(
+                    filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(filter, lock, transaction, include_deleted)
         rows = await self._rows(statement, values, transaction, write=lock is not None)
-        if extras is not None and extras.includes:
-            return await self._include(rows, extras.includes, transaction)
+        if extras is not None:
+            if extras.includes:
+                return await self._include(rows, extras.includes, transaction, blank=extras.blank)
+            if extras.blank:
+                return _blanked(rows, extras.blank)
         return rows
 
     async def find_as(
@@ -692,6 +767,7 @@ class AsyncRepository(Generic[T]):
         *,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> list[R]:
         """Rows matching a filter as `row_type`, a Struct of some of the table's fields: only
         those columns are selected, and the result's type says which are there (where
@@ -735,8 +811,19 @@ class AsyncRepository(Generic[T]):
             {**given, "fields": list(names)},
             transaction=transaction,
             include_deleted=include_deleted,
+            primary=primary,
         )
-        return [row_type(**{name: getattr(row, name) for name in names}) for row in rows]
+        try:
+            return [
+                msgspec.convert({name: getattr(row, name) for name in names}, row_type)
+                for row in rows
+            ]
+        except (msgspec.ValidationError, ValueError, TypeError) as exc:
+            raise DeclarationError(
+                f"{row_type.__name__} does not fit the rows of the table: {exc} (its fields "
+                "must be typed as the table's, Optional where the column is nullable)",
+                table=self._name,
+            ) from None
 
     async def find_one(
         self,
@@ -745,11 +832,17 @@ class AsyncRepository(Generic[T]):
         lock: Lock | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> T | None:
         """The first row matching a filter, or None.
 
         >>> await repo.find_one({"where": {"email": "a@example.com"}})
         """
+        if primary:
+            with self.db.on_primary():
+                return await self.find_one(
+                    filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, lock, transaction, include_deleted, one=True
@@ -758,7 +851,7 @@ class AsyncRepository(Generic[T]):
             statement, values, transaction, write=lock is not None, method="find_one"
         )
         if row is not None and extras is not None and extras.includes:
-            return (await self._include([row], extras.includes, transaction))[0]
+            return (await self._include([row], extras.includes, transaction, blank=extras.blank))[0]
         return row
 
     async def find_by_id(
@@ -769,6 +862,7 @@ class AsyncRepository(Generic[T]):
         lock: Lock | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> T | None:
         """The row with this primary key (a tuple for a composite key), or None.
 
@@ -776,13 +870,18 @@ class AsyncRepository(Generic[T]):
 
         >>> await repo.find_by_id("0b6c...", lock=Lock.UPDATE, transaction=tx)
         """
+        if primary:
+            with self.db.on_primary():
+                return await self.find_by_id(
+                    id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, lock, transaction, include_deleted, by_id=id
         )
         row = await self._row(statement, values, transaction, write=lock is not None)
         if row is not None and extras is not None and extras.includes:
-            return (await self._include([row], extras.includes, transaction))[0]
+            return (await self._include([row], extras.includes, transaction, blank=extras.blank))[0]
         return row
 
     # -- relations, pages, aggregates ----------------------------------------------------------
@@ -792,13 +891,22 @@ class AsyncRepository(Generic[T]):
         rows: list[T],
         includes: tuple[Include, ...],
         transaction: AsyncTransaction | None,
+        *,
+        blank: Mapping[str, Any] = {},
+        carried: Mapping[str, Any] = {},
     ) -> list[T]:
         """Load the included relations of `rows`, one query per relation, and return the rows
         as instances of a subclass of their type with a field per relation (a list for a
-        has-many, a row or None for a belongs-to)."""
+        has-many, a row or None for a belongs-to); `blank` fields (join keys the caller did not
+        ask for) are UNSET in them. `carried`: the tenant scope of the repositories above,
+        applied to every table down the tree that has its columns."""
         if not rows:
             return rows
-        loaded = [await self._load(item, rows, transaction) for item in includes]
+        carried = {
+            **carried,
+            **dict(zip(self._scope_fields, self._scope_values, strict=True)),
+        }
+        loaded = [await self._load(item, rows, transaction, carried) for item in includes]
         target = with_relations(type(rows[0]), tuple(item.relation.name for item in includes))
         out = []
         for row in rows:
@@ -808,11 +916,17 @@ class AsyncRepository(Generic[T]):
                 key = getattr(row, self.table.by_name[relation.source_columns[0]].field)
                 value = by_key.get(key)
                 found[relation.name] = (value or []) if relation.many else value
+            if blank:
+                found.update(blank)
             out.append(attach(row, target, found))
         return out
 
     async def _load(
-        self, item: Include, rows: list[T], transaction: AsyncTransaction | None
+        self,
+        item: Include,
+        rows: list[T],
+        transaction: AsyncTransaction | None,
+        carried: Mapping[str, Any],
     ) -> dict[Any, Any]:
         """The rows of one included relation, by the key they share with their parent."""
         relation = item.relation
@@ -829,15 +943,19 @@ class AsyncRepository(Generic[T]):
         policy = self.policy.related(relation.name)
         related = self._related.get((relation.name, policy))
         if related is None:
-            related = self._related[(relation.name, policy)] = AsyncRepository(
+            # Soft-deleted rows of a related table are never included.
+            kind = (
+                AsyncSoftDeletableRepository
+                if relation.target.soft_delete_column is not None
+                else AsyncRepository
+            )
+            related = self._related[(relation.name, policy)] = kind(
                 self.db, relation.target.row_type, policy=policy
             )
         shared = {
-            field: value
-            for field, value in zip(self._scope_fields, self._scope_values, strict=True)
-            if field in relation.target.by_field
+            field: value for field, value in carried.items() if field in relation.target.by_field
         }
-        if shared:  # a tenant's scope follows it into the related table
+        if shared:  # a tenant's scope follows it into every related table that has its column
             related = related.scoped(**shared)
         scope = item.scope
         if not relation.many and ("limit" in scope or "offset" in scope or "order" in scope):
@@ -872,14 +990,20 @@ class AsyncRepository(Generic[T]):
         found = await related._rows(
             statement, values, transaction, write=False, method=f"include {relation.name}"
         )
-        if extras is not None and extras.includes:
-            found = await related._include(found, extras.includes, transaction)
         field = relation.target.by_name[column].field
+        parents = [getattr(child, field) for child in found]  # before the key may be blanked
+        blank = extras.blank if extras is not None else {}
+        if extras is not None and extras.includes:
+            found = await related._include(
+                found, extras.includes, transaction, blank=blank, carried=carried
+            )
+        elif blank:
+            found = _blanked(found, blank)
         if not relation.many:
-            return {getattr(child, field): child for child in found}
+            return dict(zip(parents, found, strict=True))
         grouped: dict[Any, list[Any]] = {}
-        for child in found:
-            grouped.setdefault(getattr(child, field), []).append(child)
+        for parent, child in zip(parents, found, strict=True):
+            grouped.setdefault(parent, []).append(child)
         return grouped
 
     async def find_page(
@@ -889,6 +1013,7 @@ class AsyncRepository(Generic[T]):
         total: Literal["exact", "estimate"] | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> Page[T]:
         """A page of rows by keyset: `Page` with ``items``, ``next`` (the cursor to pass as
         the next filter's ``after``; None on the last page) and, with ``total="exact"`` (a
@@ -901,6 +1026,11 @@ class AsyncRepository(Generic[T]):
         >>> more = await repo.find_page({"order": ["created_at DESC"], "limit": 20,
         ...                              "after": page.next})
         """
+        if primary:
+            with self.db.on_primary():
+                return await self.find_page(
+                    filter, total=total, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, None, transaction, include_deleted, page=True
@@ -916,7 +1046,9 @@ class AsyncRepository(Generic[T]):
                 extras.order, [getattr(last, column.field) for column, _ in extras.keys]
             )
         if extras.includes:
-            rows = await self._include(rows, extras.includes, transaction)
+            rows = await self._include(rows, extras.includes, transaction, blank=extras.blank)
+        elif extras.blank:
+            rows = _blanked(rows, extras.blank)
         counted: int | None = None
         if total == "exact":
             counted = await self.count(
@@ -944,7 +1076,10 @@ class AsyncRepository(Generic[T]):
         plan = rows[0][0]
         if isinstance(plan, str):
             plan = msgspec.json.decode(plan)
-        return int(plan[0]["Plan"]["Plan Rows"])
+        node = plan[0]["Plan"]
+        if node.get("Node Type") == "Limit" and node.get("Plans"):
+            node = node["Plans"][0]  # a client policy's default_limit would cap the estimate
+        return int(node["Plan Rows"])
 
     async def aggregate(
         self,
@@ -960,6 +1095,7 @@ class AsyncRepository(Generic[T]):
         limit: int | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> list[dict[str, Any]]:
         """Counts, sums, averages, minima and maxima of the rows a where clause matches,
         optionally per group: one dict per group, with the group's columns (by field name) and
@@ -973,17 +1109,32 @@ class AsyncRepository(Generic[T]):
         >>> await repo.aggregate({"status": "paid"}, group_by=["merchant_id"], sum=["total"])
         [{'merchant_id': 'm-1', 'count': 12, 'sum_total': Decimal('431.5000')}, ...]
         """
+        if primary:
+            with self.db.on_primary():
+                return await self.aggregate(
+                    where,
+                    group_by=group_by,
+                    count=count,
+                    sum=sum,
+                    avg=avg,
+                    min=min,
+                    max=max,
+                    order=order,
+                    limit=limit,
+                    transaction=transaction,
+                    include_deleted=include_deleted,
+                )
         transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
         policy, scope = self.policy, self._scope_fields
         measures = tuple(
-            (function, tuple(columns))
+            (function, _names(columns, function))
             for function, columns in (("sum", sum), ("avg", avg), ("min", min), ("max", max))
             if columns
         )
-        groups = tuple(group_by)
-        ordering = tuple(order) if order is not None else None
+        groups = _names(group_by, "group_by")
+        ordering = _names(order, "order") if order is not None else None
         if limit is None:
             limit = policy.default_limit
         has_limit = limit is not None and self._paging(limit, "limit", values, policy)
@@ -1022,11 +1173,17 @@ class AsyncRepository(Generic[T]):
         *,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> int:
         """How many rows match a where clause.
 
         >>> await repo.count({"status": "active"})
         """
+        if primary:
+            with self.db.on_primary():
+                return await self.count(
+                    where, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
@@ -1050,11 +1207,17 @@ class AsyncRepository(Generic[T]):
         *,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> bool:
         """True when at least one row matches a where clause.
 
         >>> await repo.exists({"email": "a@example.com"})
         """
+        if primary:
+            with self.db.on_primary():
+                return await self.exists(
+                    where, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         values: list[Any] = []
         where_key = self._where(where, values)
@@ -1080,6 +1243,7 @@ class AsyncRepository(Generic[T]):
         lock: Lock | None = None,
         transaction: Tx = None,
         include_deleted: bool = False,
+        primary: bool = False,
     ) -> AsyncIterator[T]:
         """Stream matching rows through a server-side cursor, `batch_size` rows at a time, so
         memory stays flat however many rows match.
@@ -1109,11 +1273,11 @@ class AsyncRepository(Generic[T]):
         assert decoder is not None
         params = statement.params(values)
         own = transaction is None
-        conn = (
-            await self.db._acquire(write=False)
-            if transaction is None
-            else transaction._connection()
-        )
+        if transaction is not None:
+            conn = transaction._connection()
+        else:
+            with self.db.on_primary(primary):
+                conn = await self.db._acquire(write=False)
         try:
             if own:
                 # a server-side cursor lives in a transaction
@@ -1211,6 +1375,10 @@ class AsyncRepository(Generic[T]):
         >>> q = PostgreSQLQuery.from_(t).select("*").where(t.seats > Parameter("%s"))
         >>> await repo.query(q, [10])
         """
+        if row_type is not None and not (
+            isinstance(row_type, type) and issubclass(row_type, msgspec.Struct)
+        ):  # before the statement runs
+            raise TypeError(f"row_type takes a msgspec.Struct class, not {row_type!r}")
         transaction = self.db._transaction(transaction)
         statement: str | bytes | psycopg.sql.Composable
         if isinstance(query, str | bytes | psycopg.sql.Composable):
@@ -1236,7 +1404,7 @@ class AsyncRepository(Generic[T]):
                 conn,
                 statement,
                 params,
-                settings=self.db._settings.get(),
+                settings=self.db._local(),
                 in_transaction=transaction is not None,
             )
             rows = await cursor.fetchall() if cursor.description is not None else []

@@ -309,7 +309,9 @@ async def begin(
     sql = begin_sql(isolation, read_only)
     settings = db._local() + settings
     for attempt in (1, 2):
-        conn = await db._acquire(write=not read_only)
+        conn = await db._acquire(write=True)  # transactions run on the primary
+        if read_only:
+            db._writers.discard(conn)  # not a write: read-your-writes does not start
         try:
             if settings:
                 async with conn.pipeline():  # one round trip
