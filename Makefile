@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 NXDATA := $(BIN)/nxdata
 DB := $(if $(or $(NXDATA_DATABASE_URL),$(DATABASE_URL)),,--embedded)
 
-.PHONY: install test test-embedded lint format demo bench bench-quick typecheck \
+.PHONY: install system-deps test test-embedded lint format demo bench bench-quick typecheck \
 	db-generate db-generate-all db-migrate db-migrate-all db-seed db-check db-status db-lint clean
 
 $(STAMP): pyproject.toml
@@ -21,16 +21,27 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) system-deps
+
+## system-deps: Debian's pgbouncer for the PgBouncer tests, installed when missing (as root,
+## with apt-get); elsewhere a hint, and those tests are skipped
+system-deps:
+	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing pgbouncer (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; \
+	  else \
+	    echo "pgbouncer is not installed: the PgBouncer tests will be skipped (apt-get install pgbouncer)" >&2; \
+	  fi; }
 
 ## test: the whole suite (configured server, else embedded PostgreSQL), then the example
 ## service's tests (examples/, with the nxdata pytest plugin)
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 	cd examples && ../$(BIN)/python -m pytest -q
 
 ## test-embedded: the whole suite on the embedded PostgreSQL, whatever the environment says
-test-embedded: $(STAMP)
+test-embedded: $(STAMP) system-deps
 	env -u NXDATA_DATABASE_URL -u DATABASE_URL $(BIN)/python -m pytest -q
 	cd examples && env -u NXDATA_DATABASE_URL -u DATABASE_URL ../$(BIN)/python -m pytest -q
 

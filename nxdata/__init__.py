@@ -44,6 +44,13 @@ from .filters import Condition, Filter, FilterDict, WhereDict
 from .locks import Lock
 from .objects import Grant, Policy, Role, Trigger
 from .paging import Page
+from .partitioning import (
+    Partition,
+    PartitionBy,
+    create_partitions_ahead,
+    monthly_partitions,
+    partitions_ahead,
+)
 from .policy import OPERATORS, TRUSTED, FilterPolicy
 from .relations import rows_as
 from .repository import Repository, SoftDeletableRepository
@@ -93,6 +100,8 @@ __all__ = [
     "NotFoundError",
     "NxdataError",
     "Page",
+    "Partition",
+    "PartitionBy",
     "Policy",
     "Real",
     "Repository",
@@ -110,12 +119,15 @@ __all__ = [
     "__version__",
     "common_columns",
     "compose",
+    "create_partitions_ahead",
     "create_sql",
     "create_statements",
     "id_columns",
     "live_unique",
+    "monthly_partitions",
     "new_id",
     "new_uuid7",
+    "partitions_ahead",
     "rows_as",
     "table_of",
     "timestamp_columns",

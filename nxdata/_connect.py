@@ -180,13 +180,19 @@ class PoolOptions:
 
     def session_setup(self, *, pooler: bool | None = None) -> str | None:
         """SQL run on each new connection behind PgBouncer, which refuses startup options: the
-        time zone, a parameter PgBouncer tracks per client and sets again on whichever server
-        connection serves it (``statement_timeout`` is not tracked: see `transaction_settings`).
-        """
+        time zone and application name, parameters PgBouncer tracks per client and sets again on
+        whichever server connection serves it (``statement_timeout`` is not tracked: see
+        `transaction_settings`)."""
         pooler = bool(self.pgbouncer) if pooler is None else pooler
-        if not pooler or self.timezone is None:
+        if not pooler:
             return None
-        return f"SET timezone = '{self.timezone}'"
+        # application_name is tracked too: set again after a reset (RESET ALL would give the
+        # server connection's own, PgBouncer's, to this client).
+        name = self.application_name.replace("'", "''")
+        statements = [f"SET application_name = '{name}'"]
+        if self.timezone is not None:
+            statements.append(f"SET timezone = '{self.timezone}'")
+        return "; ".join(statements)
 
     def transaction_settings(self, *, pooler: bool | None = None) -> tuple[tuple[str, str], ...]:
         """Settings sent with every transaction (transaction-local): behind PgBouncer, the

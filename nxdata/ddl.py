@@ -3,10 +3,11 @@
 ``create_statements(schemas)`` gives the statements that build a fresh database from the
 declarations alone, in this order: roles (created only when missing), extensions, schemas,
 sequences, functions (bodies not checked, so they may name tables declared later), tables with
-their indexes and comments (after the tables their foreign keys point to; foreign keys inside a
-cycle are added after all tables), sequence ownership, views (in declaration order), triggers,
-row-level security and policies, grants. The output is deterministic: same declarations, same
-text.
+their partitions, indexes and comments (after the tables their foreign keys point to; foreign keys
+inside a cycle are added after all tables), sequence ownership, views (in declaration order),
+triggers, row-level security and policies, grants. With ``distribute=True`` the Citus statements
+of distributed and reference tables come after the tables, and their foreign keys after those
+(see `nxdata.citus`). The output is deterministic: same declarations, same text.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .citus import distribution_statement
 from .objects import sql_string
 from .table import Schema, Table, _quote
 
-__all__ = ["create_sql", "create_statements", "order_tables", "table_statements"]
+__all__ = [
+    "create_sql",
+    "create_statements",
+    "distribution_statements",
+    "order_tables",
+    "table_statements",
+]
 
 
 def _tables(items: Iterable[Schema | Table[Any]]) -> list[Table[Any]]:
@@ -114,7 +122,14 @@ def table_statements(
             later.append(f"ALTER TABLE {table.sql_name} ADD {_fk_sql(fk)}")
         else:
             body.append(_fk_sql(fk))
-    statements = [f"CREATE TABLE {table.sql_name} (\n    " + ",\n    ".join(body) + "\n)"]
+    partitioning = table.partitioning
+    partition_by = f" {partitioning.clause}" if partitioning is not None else ""
+    statements = [
+        f"CREATE TABLE {table.sql_name} (\n    " + ",\n    ".join(body) + f"\n){partition_by}"
+    ]
+    if partitioning is not None:
+        # Before the indexes: an index made on the parent is made on each partition too.
+        statements += [p.create_statement(table) for p in partitioning.partitions]
     if table.comment:
         statements.append(f"COMMENT ON TABLE {table.sql_name} IS {sql_string(table.comment)}")
     for column, comment in table.column_comments.items():
@@ -132,8 +147,16 @@ def table_statements(
     return statements, later
 
 
-def create_statements(items: Iterable[Schema | Table[Any]]) -> list[str]:
-    """Every statement needed to build the given schemas/tables in an empty database."""
+def create_statements(
+    items: Iterable[Schema | Table[Any]], *, distribute: bool = False
+) -> list[str]:
+    """Every statement needed to build the given schemas/tables in an empty database.
+
+    With ``distribute=True``, the tables declared ``distributed_by=`` or ``reference_table=True``
+    are handed to Citus (`nxdata.citus.distribution_statement`: a NOTICE and nothing more on a
+    server without Citus) after the tables and before the foreign keys a cycle defers. Without
+    it (the default, and what ``nxdata diff``'s throwaway database uses) there is no Citus SQL.
+    """
     items = list(items)
     tables = _tables(items)
     schemas = sorted(
@@ -158,11 +181,22 @@ def create_statements(items: Iterable[Schema | Table[Any]]) -> list[str]:
         for function in functions:
             statements += function.create_statements()
     ordered, deferred = order_tables(tables)
+    if distribute:
+        # Citus checks a foreign key when it is added or its table distributed: those of its
+        # tables are added once every table is where it belongs.
+        deferred |= {
+            (t.qualified_name, fk.name)
+            for t in ordered
+            for fk in t.foreign_keys
+            if _in_citus(t) or _in_citus(fk.target)
+        }
     alters: list[str] = []
     for table in ordered:
         created, later = table_statements(table, deferred=deferred)
         statements += created
         alters += later
+    if distribute:
+        statements += distribution_statements(ordered)
     statements += alters
     for schema in declared:
         for sequence in schema.sequences.values():
@@ -177,6 +211,21 @@ def create_statements(items: Iterable[Schema | Table[Any]]) -> list[str]:
     for schema in declared:
         statements += [g.statement().rstrip(";") for g in schema.resolved_grants()]
     return statements
+
+
+def distribution_statements(tables: Iterable[Table[Any]]) -> list[str]:
+    """The Citus statements of `tables` (see `nxdata.citus.distribution_statement`): reference
+    tables first (distributed tables may reference them), then distributed tables, each group
+    in the order given (foreign key targets first, as `order_tables` sorts them)."""
+    tables = list(tables)
+    ordered = [t for t in tables if t.reference_table] + [
+        t for t in tables if t.distributed_by is not None
+    ]
+    return [s for t in ordered if (s := distribution_statement(t)) is not None]
+
+
+def _in_citus(table: Table[Any]) -> bool:
+    return table.distributed_by is not None or table.reference_table
 
 
 def _schemas_of(items: Iterable[Schema | Table[Any]]) -> list[Schema]:
@@ -197,6 +246,6 @@ def table_security_statements(table: Table[Any]) -> list[str]:
     return out
 
 
-def create_sql(items: Iterable[Schema | Table[Any]]) -> str:
+def create_sql(items: Iterable[Schema | Table[Any]], *, distribute: bool = False) -> str:
     """`create_statements` as one SQL script."""
-    return "".join(s + ";\n\n" for s in create_statements(items))
+    return "".join(s + ";\n\n" for s in create_statements(items, distribute=distribute))

@@ -41,6 +41,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from .citus import check_distribution, check_foreign_key
 from .columns import Column
 from .errors import DeclarationError, ValidationError
 from .objects import (
@@ -57,6 +58,7 @@ from .objects import (
 from .objects import (
     Sequence as SequenceDef,
 )
+from .partitioning import PartitionBy, Partitioning, resolve_partitioning
 from .sqltypes import ColumnKind, bounded, resolve
 from .values import clip, decimal_problem, numeric_bounds, text_problem
 
@@ -372,6 +374,9 @@ class Schema:
         row_level_security: bool | Literal["force"] = False,
         policies: Iterable[Policy] = (),
         grants: Iterable[Grant] = (),
+        partition_by: PartitionBy | None = None,
+        distributed_by: str | None = None,
+        reference_table: bool = False,
     ) -> Callable[[type[T]], type[T]]:
         """Class decorator: declare the Struct as a table of this schema (name defaults to the
         class name, which should be PascalCase).
@@ -381,6 +386,12 @@ class Schema:
         still has that name. ``triggers``, ``policies`` (with ``row_level_security=True``, or
         ``"force"`` to apply them to the table's owner too) and ``grants`` are the table's
         (see `nxdata.objects`). ``comment`` defaults to the class docstring.
+
+        ``partition_by``: a `PartitionBy` (range, list or hash on one column, with its
+        partitions; see `nxdata.partitioning`). ``distributed_by`` (a column) or
+        ``reference_table=True``: the table's place in a Citus cluster (see `nxdata.citus`).
+        Both are checked here the way PostgreSQL and Citus require: the primary key and every
+        unique key include the partition and distribution columns.
         """
 
         def register(cls: type[T]) -> type[T]:
@@ -398,11 +409,25 @@ class Schema:
                 row_level_security=row_level_security,
                 policies=tuple(policies),
                 grants=tuple(grants),
+                partition_by=partition_by,
+                distributed_by=distributed_by,
+                reference_table=reference_table,
             )
             if table.name in self.tables and self.tables[table.name].row_type is not cls:
                 raise DeclarationError("declared twice", table=table.qualified_name)
             self._check_free(table.name, "table")
+            self._check_partition_names(table)
+            previous = self.tables.get(table.name)
             self.tables[table.name] = table
+            try:
+                self._check_citus_foreign_keys(table)
+            except DeclarationError:
+                # Not declared after all: a corrected declaration of the name may follow.
+                if previous is None:
+                    del self.tables[table.name]
+                else:
+                    self.tables[table.name] = previous
+                raise
             cls.__nxdata_table__ = table  # type: ignore[attr-defined]
             return cls
 
@@ -424,6 +449,44 @@ class Schema:
             if found is not None and not (kind == "table" and what == "table"):
                 raise DeclarationError(
                     f"{what} {self.name}.{name}: the name is taken by a {kind} of the schema"
+                )
+
+    def _check_citus_foreign_keys(self, table: Table[Any]) -> None:
+        """Citus's foreign key rules, checked as soon as both ends are declared: the foreign keys
+        of `table`, and those of the schema's tables that point at it (see `nxdata.citus`)."""
+        for source in self.tables.values():
+            for fk in source._declared_fks:
+                try:
+                    target = _resolve_table_ref(fk.references, source)
+                except DeclarationError:
+                    continue  # declared later: checked when the foreign keys are resolved
+                if table not in (source, target):
+                    continue
+                distributed = (source, target)
+                if any(t.distributed_by is not None or t.reference_table for t in distributed):
+                    source._resolve_fk(fk)
+
+    def _check_partition_names(self, table: Table[Any]) -> None:
+        """Partitions are tables of the schema: their names may not be taken."""
+        mine = {p.name for p in table.partitioning.partitions} if table.partitioning else set()
+        for other in self.tables.values():
+            if other.name == table.name:
+                continue
+            theirs = (
+                {p.name for p in other.partitioning.partitions} if other.partitioning else set()
+            )
+            clash = (mine & ({other.name} | theirs)) or ({table.name} & theirs)
+            if clash:
+                raise DeclarationError(
+                    f"the name {sorted(clash)[0]!r} is taken by table {other.qualified_name} "
+                    "or one of its partitions",
+                    table=table.qualified_name,
+                )
+        for name in mine:
+            if name in self.views or name in self.sequences:
+                raise DeclarationError(
+                    f"partition {name!r}: the name is taken by a view or sequence of the schema",
+                    table=table.qualified_name,
                 )
 
     def view(
@@ -769,6 +832,9 @@ class Table(Generic[T]):
         row_level_security: bool | Literal["force"] = False,
         policies: tuple[Policy, ...] = (),
         grants: tuple[Grant, ...] = (),
+        partition_by: PartitionBy | None = None,
+        distributed_by: str | None = None,
+        reference_table: bool = False,
     ) -> None:
         if not (isinstance(row_type, type) and issubclass(row_type, msgspec.Struct)):
             raise DeclarationError("a table's row type must be a msgspec.Struct", table=name)
@@ -805,6 +871,13 @@ class Table(Generic[T]):
         self.indexes: tuple[Index, ...] = self._name_indexes(indexes)
         self.uniques: tuple[Unique, ...] = self._name_uniques(uniques)
         self.checks: tuple[Check, ...] = self._name_checks(checks)
+        self.partitioning: Partitioning | None = resolve_partitioning(self, partition_by)
+        """The table's partitioning, resolved (see `nxdata.partitioning`); None when it has
+        none."""
+        self.reference_table: bool = reference_table
+        """True for a Citus reference table (see `nxdata.citus`)."""
+        self.distributed_by: str | None = check_distribution(self, distributed_by, reference_table)
+        """The SQL name of the Citus distribution column, or None."""
         self.visible_columns: tuple[ColumnDef, ...] = tuple(c for c in self.columns if not c.hidden)
         self.insert_type: type[msgspec.Struct] = self._derive_insert_type()
         self.update_type: type[msgspec.Struct] = self._derive_update_type()
@@ -1015,7 +1088,7 @@ class Table(Generic[T]):
                     table=self.name,
                 )
         name = fk.name or f"FK_{self.name}_{'_'.join(cols)}_{target.name}_{'_'.join(ref_cols)}"
-        return ResolvedForeignKey(
+        resolved = ResolvedForeignKey(
             self._checked_name(name),
             cols,
             target,
@@ -1025,6 +1098,8 @@ class Table(Generic[T]):
             fk.relation,
             fk.inverse,
         )
+        check_foreign_key(self, resolved)
+        return resolved
 
     # -- derived types ---------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 __all__ = [
     "Cluster",
     "ClusterError",
+    "PgBouncer",
     "SilentLinkLab",
     "TcpProxy",
     "free_port",
@@ -234,15 +235,15 @@ class _Watchdog:
 
 
 _live_lock = threading.Lock()
-_live: list[Cluster | SilentLinkLab] = []
+_live: list[Cluster | SilentLinkLab | PgBouncer] = []
 
 
-def _register(obj: Cluster | SilentLinkLab) -> None:
+def _register(obj: Cluster | SilentLinkLab | PgBouncer) -> None:
     with _live_lock:
         _live.append(obj)
 
 
-def _unregister(obj: Cluster | SilentLinkLab) -> None:
+def _unregister(obj: Cluster | SilentLinkLab | PgBouncer) -> None:
     with _live_lock, contextlib.suppress(ValueError):
         _live.remove(obj)
 
@@ -1183,6 +1184,173 @@ class SilentLinkLab:
 
     def __enter__(self) -> Self:
         if not self._created:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.destroy()
+
+
+# -- PgBouncer ----------------------------------------------------------------------------------
+
+
+def pgbouncer_binary() -> Path | None:
+    """Debian's pgbouncer (``make install`` installs it when missing), or None."""
+    for candidate in (shutil.which("pgbouncer"), "/usr/sbin/pgbouncer"):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+class PgBouncer:
+    """A throwaway PgBouncer on 127.0.0.1 in front of a cluster (or any host:port), from
+    Debian's package, in its own temp dir; it runs as the postgres OS user when root (PgBouncer
+    refuses root). Every database name is passed through (``* = host=... port=...``).
+
+    ``pool_mode`` ``"transaction"`` (default) hands a server connection to a client for one
+    transaction only; ``pool_size`` server connections per database/user pair.
+    """
+
+    host = HOST
+
+    def __init__(
+        self,
+        target: Cluster | tuple[str, int],
+        *,
+        pool_mode: str = "transaction",
+        pool_size: int = 2,
+        max_client_conn: int = 200,
+        port: int | None = None,
+    ) -> None:
+        self._target = target
+        self.pool_mode = pool_mode
+        self.pool_size = pool_size
+        self.max_client_conn = max_client_conn
+        self.port = port if port is not None else free_port()
+        self.base_dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._watchdog: _Watchdog | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"<PgBouncer {self.host}:{self.port} {self.pool_mode} pool_size={self.pool_size}>"
+
+    @property
+    def target(self) -> tuple[str, int]:
+        if isinstance(self._target, Cluster):
+            return self._target.host, self._target.port
+        return self._target
+
+    def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
+        """libpq URL of `dbname` through this PgBouncer."""
+        return (
+            f"postgresql://{quote(user, safe='')}@{self.host}:{self.port}/{quote(dbname, safe='')}"
+        )
+
+    @property
+    def url(self) -> str:
+        return self.dsn()
+
+    def url_for(self, url: str) -> str:
+        """`url` (of the target server) with host and port replaced by this PgBouncer's."""
+        params = conninfo_to_dict(url)
+        params.update(host=self.host, port=str(self.port))
+        params.pop("hostaddr", None)
+        return make_conninfo(**params)  # type: ignore[arg-type]
+
+    def start(self) -> Self:
+        binary = pgbouncer_binary()
+        if binary is None:
+            raise ClusterError("pgbouncer is not installed (make install installs it)")
+        with self._lock:
+            base = Path(tempfile.mkdtemp(prefix="nxdata-pgbouncer-"))
+            self.base_dir = base
+            _register(self)
+            host, port = self.target
+            (base / "userlist.txt").write_text('"postgres" ""\n')
+            (base / "pgbouncer.ini").write_text(
+                "[databases]\n"
+                f"* = host={host} port={port}\n"
+                "[pgbouncer]\n"
+                f"listen_addr = {HOST}\n"
+                f"listen_port = {self.port}\n"
+                "unix_socket_dir =\n"
+                "auth_type = trust\n"
+                f"auth_file = {base / 'userlist.txt'}\n"
+                f"pool_mode = {self.pool_mode}\n"
+                f"default_pool_size = {self.pool_size}\n"
+                "min_pool_size = 0\n"
+                "reserve_pool_size = 0\n"
+                f"max_client_conn = {self.max_client_conn}\n"
+                "admin_users = postgres\n"
+                f"logfile = {base / 'pgbouncer.log'}\n"
+                f"pidfile = {base / 'pgbouncer.pid'}\n"
+                "server_login_retry = 1\n"
+                "query_wait_timeout = 30\n"
+            )
+            if _is_root():
+                pw = pwd.getpwnam(_PG_USER)
+                for path in (base, *base.iterdir()):
+                    os.chown(path, pw.pw_uid, pw.pw_gid)
+            # As the postgres user when root, by setuid in the child (not runuser: signals to
+            # it would not reach pgbouncer, nor would the watchdog's kill).
+            ids: dict[str, Any] = {}
+            if _is_root():
+                pw = pwd.getpwnam(_PG_USER)
+                ids = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+            self._proc = subprocess.Popen(
+                [str(binary), str(base / "pgbouncer.ini")],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=_clean_env(),
+                start_new_session=True,
+                **ids,
+            )
+            self._watchdog = _Watchdog(
+                f"kill -9 {self._proc.pid} 2>/dev/null\nrm -rf {shlex.quote(str(base))}"
+            )
+            deadline = time.monotonic() + _START_TIMEOUT
+            while True:
+                try:
+                    with socket.create_connection((HOST, self.port), timeout=0.5):
+                        return self
+                except OSError:
+                    if self._proc.poll() is not None or time.monotonic() > deadline:
+                        log = _tail(base / "pgbouncer.log", 20)
+                        self.destroy()
+                        raise ClusterError(f"pgbouncer did not start:\n{log}") from None
+                    time.sleep(0.05)
+
+    def log_text(self, lines: int = 50) -> str:
+        return "" if self.base_dir is None else _tail(self.base_dir / "pgbouncer.log", lines)
+
+    def destroy(self) -> None:
+        """Stop PgBouncer (its server connections close with it) and remove its files."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+            if self.base_dir is not None:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+                self.base_dir = None
+            if self._watchdog is not None:
+                self._watchdog.disarm()
+                self._watchdog = None
+            _unregister(self)
+
+    def __enter__(self) -> Self:
+        if self.base_dir is None:
             self.start()
         return self
 

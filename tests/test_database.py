@@ -236,8 +236,13 @@ def test_timezone_options_are_checked() -> None:
     both = PoolOptions(statement_timeout=1.5, timezone="Etc/GMT+3").connect_kwargs()
     assert both["options"] == "-c statement_timeout=1500 -c timezone=Etc/GMT+3"
     assert "options" not in PoolOptions(timezone=None).connect_kwargs()
-    assert PoolOptions(pgbouncer=True).session_setup() == "SET timezone = 'UTC'"
-    assert PoolOptions(pgbouncer=True, timezone=None).session_setup() is None
+    assert PoolOptions(pgbouncer=True).session_setup() == (
+        "SET application_name = 'nxdata'; SET timezone = 'UTC'"
+    )
+    assert PoolOptions(pgbouncer=True, timezone=None).session_setup() == (
+        "SET application_name = 'nxdata'"
+    )
+    assert PoolOptions(pgbouncer=False).session_setup() is None
     for bad in ("UTC'; drop table x; --", "Europe/Paris -c x=1", ""):
         with pytest.raises(ConfigurationError, match="timezone must be a time zone name"):
             PoolOptions(timezone=bad)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib
 import linecache
 import re
 import sys
@@ -174,6 +175,10 @@ def isolated_declarations(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     lookup would find the example's schema, and the seed processes would be registered twice.
     The file starts as in a fresh shell: without the processes of modules that are gone (those
     another test executed from the same doc)."""
+    # The reference schema and its seed processes (the docs import them) register for good,
+    # before the registry is swapped: later tests of the session need them.
+    importlib.import_module("schema")
+    importlib.import_module("schema.processes")
     registry = {k: p for k, p in processes._REGISTRY.items() if p.module in sys.modules}
     monkeypatch.setattr(processes, "_REGISTRY", registry)
     schemas = dict(nxdata.table._SCHEMAS)

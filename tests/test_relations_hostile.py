@@ -184,9 +184,7 @@ def test_float_keys_that_json_cannot_hold_still_page(db: Database, model: Model)
 
 def test_a_long_text_key_makes_a_cursor_that_comes_back(db: Database, model: Model) -> None:
     scores = nx.Repository(db, model.Score)
-    scores.create_all(
-        [{"id": i, "value": 1.0, "label": chr(96 + i) * 5000} for i in range(1, 5)]
-    )
+    scores.create_all([{"id": i, "value": 1.0, "label": chr(96 + i) * 5000} for i in range(1, 5)])
     first = scores.find_page({"order": ["label"], "limit": 2})
     assert first.next is not None and len(first.next) > 4096
     second = scores.find_page({"order": ["label"], "limit": 2, "after": first.next})

@@ -21,6 +21,11 @@ for the SQL our declarations produce:
 - **identity added to an existing column**: migra's ``ADD GENERATED ... AS IDENTITY`` starts the
   sequence at 1, so the next insert collides with the rows already there; we add a ``setval`` to
   one past the column's maximum.
+- **partitioned tables**: migra writes a parent's indexes ``ON ONLY``, its keys ``USING INDEX``
+  (refused on a partitioned table) and every partition's copies of them; `partitions` fixes that
+  and leaves the partitions the declarations do not list alone.
+- **Citus**: the throwaway database has no Citus; `citus.distribute` adds the statements that
+  distribute the tables declared ``distributed_by=`` / ``reference_table=True``.
 - **nxdata's journal schema** is never diffed (only declared schemas are, and the journal's name
   is reserved).
 
@@ -59,9 +64,11 @@ from .catalog import (
     sequence_statements,
     view_option_statements,
 )
+from .citus import citus_tables, distribute
 from .hazards import RECIPES, Hazard, UnsafeStatement, classify, recreated_in
 from .inspect import target_state
 from .online import Step, plan_steps
+from .partitions import fix_partitions, partition_layout
 from .renames import Renames, fold_renames
 from .throwaway import connect
 
@@ -423,11 +430,18 @@ def diff_databases(
     ):
         installed = _installed_extensions(target)
         state = target_state(target)
+        target_layout, declared_layout = partition_layout(target), partition_layout(declared)
+        held = citus_tables(target)
         for schema in schema_order(schemas):
             migration = Migration(sa_target, sa_declared, schema=schema.name)
             migration.set_safety(False)  # we classify destructive statements ourselves
             migration.add_all_changes()
-            statements = _fix_statements([_normalize(s) for s in migration.statements])
+            statements = fix_partitions(
+                [_normalize(s) for s in migration.statements], target_layout, declared_layout
+            )
+            statements = _fix_statements(statements)
+            if isinstance(schema, Schema):
+                statements = distribute(statements, schema, held)
             statements = fold_renames(statements, target)
             before, after = column_dependents(target, declared, schema.name, statements)
             if before:

@@ -83,6 +83,17 @@ RECIPES: dict[str, str] = {
         "then set the default"
     ),
     "index": "CREATE INDEX CONCURRENTLY, in a step outside a transaction (nxdata diff does)",
+    "partitioned-constraint": (
+        "on a partitioned table PostgreSQL builds a key's index under the lock, and adds a "
+        "foreign key validated at once (no NOT VALID before PostgreSQL 18): apply it in a quiet "
+        "hour (allow long-lock)"
+    ),
+    "partitioned-index": (
+        "PostgreSQL builds no index CONCURRENTLY on a partitioned table: by hand, CREATE INDEX "
+        "ON ONLY the parent, CREATE INDEX CONCURRENTLY on each partition, ALTER INDEX ... "
+        "ATTACH PARTITION each one, then mark this migration applied; or accept the lock in a "
+        "quiet hour (allow long-lock)"
+    ),
     "constraint": (
         "add it NOT VALID, then VALIDATE it in a later transaction (nxdata diff does): the "
         "validation then blocks neither reads nor writes"
@@ -414,12 +425,14 @@ def _hazards(
         key = _table(stmt.relation)
         out = []
         if exists(key) and not stmt.concurrent:
+            partitioned = key in state.partitioned
             out.append(
                 Hazard(
                     "long-lock",
                     statement,
-                    f"builds index {stmt.idxname} on {key[1]} blocking writes for the whole scan",
-                    RECIPES["index"],
+                    f"builds index {stmt.idxname} on {key[1]} blocking writes for the whole scan"
+                    + (" of every partition" if partitioned else ""),
+                    RECIPES["partitioned-index" if partitioned else "index"],
                 )
             )
         if exists(key) and stmt.unique:
@@ -593,7 +606,9 @@ def _alter_hazards(
             )
         return out
     if sub == AlterTableType.AT_AddConstraint:
-        return _constraint_hazards(cmd.def_, key, statement, valid_checks)
+        return _constraint_hazards(
+            cmd.def_, key, statement, valid_checks, partitioned=key in state.partitioned
+        )
     return []
 
 
@@ -683,9 +698,17 @@ def _volatile(expression: Any) -> bool:
 
 
 def _constraint_hazards(
-    constraint: Any, key: TableKey, statement: str, valid_checks: set[tuple[TableKey, str]]
+    constraint: Any,
+    key: TableKey,
+    statement: str,
+    valid_checks: set[tuple[TableKey, str]],
+    *,
+    partitioned: bool = False,
 ) -> list[Hazard]:
     table = key[1]
+    # On a partitioned table a key cannot use an index built CONCURRENTLY, nor a foreign key be
+    # added NOT VALID (PostgreSQL 17 and older): the recipe says what is left.
+    locked = RECIPES["partitioned-constraint"] if partitioned else None
     contype = constraint.contype
     name = constraint.conname or "constraint"
     out = []
@@ -730,7 +753,7 @@ def _constraint_hazards(
                     "long-lock",
                     statement,
                     f"adds and validates foreign key {name} on {table} at once",
-                    RECIPES["constraint"],
+                    locked or RECIPES["constraint"],
                 )
             )
     elif (
@@ -742,7 +765,7 @@ def _constraint_hazards(
                 "long-lock",
                 statement,
                 f"builds the index of {name} on {table} under an ACCESS EXCLUSIVE lock",
-                RECIPES["index"],
+                locked or RECIPES["index"],
             )
         )
     return out

@@ -25,13 +25,14 @@ class TargetState:
 
     ``tables``: tables that exist (with rows or not); ``column_types``: ``format_type`` text of
     each of their columns; ``nullable``: columns that allow NULL; ``rows``: an estimate per
-    table (``reltuples``; -1 unknown).
+    table (``reltuples``; -1 unknown); ``partitioned``: the partitioned tables among them.
     """
 
     tables: frozenset[TableKey] = frozenset()
     column_types: Mapping[ColumnKey, str] = field(default_factory=dict)
     nullable: frozenset[ColumnKey] = frozenset()
     rows: Mapping[TableKey, float] = field(default_factory=dict)
+    partitioned: frozenset[TableKey] = frozenset()
 
 
 def target_state(conn: psycopg.Connection[Any]) -> TargetState:
@@ -39,7 +40,7 @@ def target_state(conn: psycopg.Connection[Any]) -> TargetState:
     the system ones), for `hazards.classify` and `online.plan_steps`."""
     rows = conn.execute(
         "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),"
-        " NOT a.attnotnull, c.reltuples FROM pg_class c"
+        " NOT a.attnotnull, c.reltuples, c.relkind = 'p' FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
         " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
@@ -49,7 +50,8 @@ def target_state(conn: psycopg.Connection[Any]) -> TargetState:
     types = {(r[0], r[1], r[2]): r[3] for r in rows if r[2] is not None}
     nullable = frozenset((r[0], r[1], r[2]) for r in rows if r[2] is not None and r[4])
     estimates = {(r[0], r[1]): float(r[5]) for r in rows}
-    return TargetState(frozenset(tables), types, nullable, estimates)
+    partitioned = frozenset((r[0], r[1]) for r in rows if r[6])
+    return TargetState(frozenset(tables), types, nullable, estimates, partitioned)
 
 
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")

@@ -296,6 +296,21 @@ def identify_migrate_session(conn: psycopg.Connection[Any]) -> None:
         conn.execute("SET client_connection_check_interval = '1s'")
 
 
+def refuse_pooler(conn: psycopg.Connection[Any]) -> None:
+    """`MigrationError` when `conn` goes through a pooler that shares server connections
+    (PgBouncer in transaction mode): the session-level advisory lock and the migration's session
+    settings would land on whichever server connection it picked. Such a pooler gives clients a
+    cancel key of its own, so the backend pid the client was told is not the one serving it."""
+    row = conn.execute("SELECT pg_backend_pid()", prepare=False).fetchone()
+    if row is not None and row[0] != conn.info.backend_pid:
+        raise MigrationError(
+            "this URL goes through a connection pooler (PgBouncer?): migrations need a session "
+            "of their own (an advisory lock, lock_timeout, one DDL transaction). Point nxdata "
+            "migrate at the server itself (PgBouncer's own host and port bypassed), e.g. "
+            "NXDATA_DATABASE_URL=postgresql://user@db-host:5432/app for the migrate step"
+        )
+
+
 def acquire_lock(
     conn: psycopg.Connection[Any],
     on_wait: Callable[[str], None] | None = None,
@@ -308,6 +323,7 @@ def acquire_lock(
     `cancel_stale`, end the holder's backend when it is a migrate of this host whose process is
     gone (killed: its statement would otherwise hold the lock until it ends).
     """
+    refuse_pooler(conn)
     told: tuple[int, float] | None = None
     while True:
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()

@@ -5,7 +5,9 @@ On tables that already exist (a table created by the same migration is empty: it
 stay as they are):
 
 - a new index is built ``CREATE INDEX CONCURRENTLY IF NOT EXISTS``, in a step that runs outside
-  a transaction (writes go on during the build);
+  a transaction (writes go on during the build) — except on a partitioned table, where
+  PostgreSQL refuses ``CONCURRENTLY``: a plain ``CREATE INDEX`` builds it on every partition,
+  blocking writes meanwhile (a ``long-lock`` hazard that says how to avoid it);
 - a new unique or primary key constraint is attached to such an index (``USING INDEX``);
 - a new foreign key or CHECK is added ``NOT VALID`` (a short lock) and validated in a later
   transaction of its own (the scan then blocks neither reads nor writes);
@@ -85,7 +87,17 @@ def plan_steps(statements: Sequence[str], state: TargetState) -> list[Step]:
         if kind == "CreateStmt":
             created.add(_table(stmt.relation))
             main.append(statement)
-        elif kind == "IndexStmt" and not stmt.concurrent and exists(_table(stmt.relation)):
+        elif _distributes(statement):
+            # Citus distributes a table with its keys (attached below) and before its foreign
+            # keys: it comes where the diff put it among those.
+            attach.append(statement)
+        elif (
+            kind == "IndexStmt"
+            and not stmt.concurrent
+            and exists(_table(stmt.relation))
+            and _table(stmt.relation) not in state.partitioned
+        ):
+            # (PostgreSQL builds no index CONCURRENTLY on a partitioned table: see the hazard.)
             concurrent.append(_concurrent(statement))
         elif kind == "AlterTableStmt" and len(stmt.cmds or ()) == 1:
             key = _table(stmt.relation)
@@ -124,6 +136,13 @@ def plan_steps(statements: Sequence[str], state: TargetState) -> list[Step]:
     if finish:
         steps.append(Step(tuple(finish)))
     return steps
+
+
+def _distributes(statement: str) -> bool:
+    """Whether `statement` is one of `nxdata.citus`'s (see `nxdata.migrations.citus`)."""
+    return statement.startswith("DO $nxdata_citus$") or statement.startswith(
+        "SELECT alter_distributed_table("
+    )
 
 
 def _table(relation: object) -> TableKey:
