@@ -6,6 +6,7 @@ Tables are msgspec Structs; filters compile to parameterized SQL; migrations com
 from __future__ import annotations
 
 from .ambient import AUTOCOMMIT
+from .batch import Deferred, DeferredReads
 from .columns import (
     BigInt,
     BigIntIdColumns,
@@ -53,6 +54,7 @@ from .partitioning import (
 )
 from .policy import OPERATORS, TRUSTED, FilterPolicy
 from .relations import rows_as
+from .replicas import ReplicaState
 from .repository import Repository, SoftDeletableRepository
 from .repository_async import AsyncRepository, AsyncSoftDeletableRepository
 from .table import Check, ForeignKey, Index, Schema, Table, Unique, live_unique, table_of
@@ -80,6 +82,8 @@ __all__ = [
     "Condition",
     "CreatedAt",
     "Database",
+    "Deferred",
+    "DeferredReads",
     "DeletedAt",
     "EmbeddedPostgres",
     "EventColumns",
@@ -104,6 +108,7 @@ __all__ = [
     "PartitionBy",
     "Policy",
     "Real",
+    "ReplicaState",
     "Repository",
     "Role",
     "Schema",

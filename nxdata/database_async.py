@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, asynccontextmanager, contextmanag
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, overload
 from weakref import WeakSet
 
 import psycopg
@@ -33,6 +33,7 @@ from ._connect import (
     set_config_sql,
 )
 from .ambient import AUTOCOMMIT, Autocommit
+from .batch import Deferred, check_reads
 from .config import database_url, redact
 from .embedded import EmbeddedPostgres
 from .errors import (
@@ -52,6 +53,9 @@ _INERROR = psycopg.pq.TransactionStatus.INERROR
 _OK = psycopg.pq.ConnStatus.OK
 
 R = TypeVar("R")
+R1 = TypeVar("R1")
+R2 = TypeVar("R2")
+R3 = TypeVar("R3")
 P = ParamSpec("P")
 
 logger = logging.getLogger("nxdata")
@@ -772,6 +776,99 @@ class AsyncDatabase:
         finally:
             if tx is None:
                 await self._release(conn)
+
+    # -- reads sent together ---------------------------------------------------------------------
+
+    @overload
+    async def read_together(
+        self,
+        a: Deferred[R1],
+        b: Deferred[R2],
+        /,
+        *,
+        transaction: AsyncTransaction | Autocommit | None = None,
+    ) -> tuple[R1, R2]: ...
+
+    @overload
+    async def read_together(
+        self,
+        a: Deferred[R1],
+        b: Deferred[R2],
+        c: Deferred[R3],
+        /,
+        *,
+        transaction: AsyncTransaction | Autocommit | None = None,
+    ) -> tuple[R1, R2, R3]: ...
+
+    @overload
+    async def read_together(
+        self, *reads: Deferred[Any], transaction: AsyncTransaction | Autocommit | None = None
+    ) -> tuple[Any, ...]: ...
+
+    async def read_together(
+        self, *reads: Deferred[Any], transaction: AsyncTransaction | Autocommit | None = None
+    ) -> tuple[Any, ...]:
+        """Run deferred reads (``repo.later.find(...)``, see `nxdata.batch`) in one round trip:
+        every statement is sent on one connection before any answer is awaited (psycopg's
+        pipeline mode). Returns their results, in order, typed as the repository methods'.
+
+        >>> user, orders_ = await db.read_together(
+        ...     users.later.find_by_id(7), orders.later.find({"where": {"user_id": 7}})
+        ... )
+
+        Outside a transaction the reads are independent statements, on a replica when there are
+        replicas, run again on a fresh connection if theirs is lost. The first that fails
+        raises its error.
+        """
+        deferred = check_reads(reads)
+        if not deferred:
+            return ()
+        tx = self._transaction(transaction)
+        settings = self._local() if tx is None else ()
+        timeouts = [
+            policy.timeout_ms
+            for read in deferred
+            if (policy := read.repository.policy).client and policy.timeout_ms is not None
+        ]
+        if timeouts and tx is None:  # client reads: the strictest of their policies' timeouts
+            settings = (*settings, ("statement_timeout", str(min(timeouts))))
+        for attempt in range(3):
+            conn = tx._connection() if tx is not None else await self._acquire(write=False)
+            started = self._observer.start()
+            try:
+                async with conn.pipeline():  # one implicit transaction: settings once
+                    if settings:
+                        await conn.execute(set_config_sql(len(settings)), _flat(settings))
+                    cursors = []
+                    for read in deferred:
+                        cursors.append(await conn.execute(read.statement.sql, read.params))
+                    rows = []
+                    for read, cursor in zip(deferred, cursors, strict=True):
+                        rows.append(
+                            await cursor.fetchall() if read.mode == 0 else await cursor.fetchone()
+                        )
+            except psycopg.Error as exc:
+                error = map_database_error(exc)
+                if tx is None and isinstance(error, ConnectionFailed) and attempt < 2:
+                    continue  # reads changed nothing: again, on a fresh connection
+                if started is not None:
+                    self._observer.done(
+                        started, "read_together", None, method="read_together", error=error
+                    )
+                raise error from exc
+            finally:
+                if tx is None:
+                    await self._release(conn)
+            if started is not None:
+                self._observer.done(
+                    started,
+                    "; ".join(r.statement.sql for r in deferred),
+                    None,
+                    method="read_together",
+                    rows=len(deferred),
+                )
+            return tuple(read.decode(found) for read, found in zip(deferred, rows, strict=True))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # -- retries ---------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import inspect
 import itertools
 import operator
 import re
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 
 import msgspec
@@ -25,6 +25,7 @@ import psycopg
 
 from ._connect import changes_session, set_config_sql
 from .ambient import Autocommit
+from .batch import DeferredReads
 from .compiler import (
     Compiled,
     CompiledQuery,
@@ -92,6 +93,11 @@ def _names(value: Any, part: str) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         raise FilterError(f"{part} names a column twice: {list(value)}", part=part)
     return tuple(value)
+
+
+def _key_text(key: Any, fold: bool) -> str:
+    """A primary key as text (`fold`: in lower case, for uuid keys given as text)."""
+    return str(key).lower() if fold else str(key)
 
 
 def _blanked(rows: list[Any], blank: Mapping[str, Any]) -> list[Any]:
@@ -884,6 +890,73 @@ class AsyncRepository(Generic[T]):
             return (await self._include([row], extras.includes, transaction, blank=extras.blank))[0]
         return row
 
+    async def find_by_ids(
+        self,
+        ids: Iterable[Any],
+        filter: FilterLike = None,
+        *,
+        lock: Lock | None = None,
+        transaction: Tx = None,
+        include_deleted: bool = False,
+        primary: bool = False,
+    ) -> list[T]:
+        """The rows with these primary keys, in the order of `ids` (each once; keys with no row
+        left out), in one query: ``WHERE id = ANY(%s)``. ``filter`` may add ``where``,
+        ``fields`` and ``include``. Needs a one-column primary key.
+
+        >>> await repo.find_by_ids([3, 1, 2])
+        """
+        if primary:
+            with self.db.on_primary():
+                return await self.find_by_ids(
+                    ids,
+                    filter,
+                    lock=lock,
+                    transaction=transaction,
+                    include_deleted=include_deleted,
+                )
+        pk = self._compiler.pk
+        if len(pk) != 1:
+            raise DeclarationError(
+                "find_by_ids needs a one-column primary key (use find with a where clause)",
+                table=self._name,
+            )
+        if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
+            raise FilterError(f"ids takes a list of keys, not {type(ids).__name__}", part="ids")
+        keys = list(dict.fromkeys(ids))
+        policy = self.policy
+        if policy.client and len(keys) > policy.max_list:
+            raise FilterError(
+                f"at most {policy.max_list} ids, got {len(keys)}", table=self._name, part="ids"
+            )
+        if not keys:
+            return []
+        transaction = self.db._transaction(transaction)
+        if isinstance(filter, Mapping) and ("order" in filter or "limit" in filter):
+            raise FilterError(
+                "find_by_ids takes where, fields and include (the rows come in the order of ids)",
+                table=self._name,
+                part="order" if "order" in filter else "limit",
+            )
+        statement, values, extras = self._select(
+            filter, lock, transaction, include_deleted, within=(pk[0].name, keys)
+        )
+        rows = await self._rows(
+            statement, values, transaction, write=lock is not None, method="find_by_ids"
+        )
+        # In the order of ids, matched by the keys as converted for the statement.
+        converted = statement.params(values)[len(self._scope_values)]
+        fold = pk[0].sql_type == "uuid"  # a uuid may be given as text in any case
+        place = {_key_text(key, fold): index for index, key in enumerate(converted)}
+        field = pk[0].field
+        rows.sort(key=lambda row: place.get(_key_text(getattr(row, field), fold), len(place)))
+        if extras is not None:
+            if extras.includes:
+                return await self._include(rows, extras.includes, transaction, blank=extras.blank)
+            if extras.blank:
+                return _blanked(rows, extras.blank)
+        return rows
+
     # -- relations, pages, aggregates ----------------------------------------------------------
 
     async def _include(
@@ -1185,21 +1258,34 @@ class AsyncRepository(Generic[T]):
                     where, transaction=transaction, include_deleted=include_deleted
                 )
         transaction = self.db._transaction(transaction)
+        statement, values = self._aggregate_statement(where, include_deleted, "count")
+        row = await self._execute(statement, values, transaction, _ONE, write=False)
+        return int(row[0])
+
+    def _aggregate_statement(
+        self, where: Where, include_deleted: bool, what: str
+    ) -> tuple[Compiled, list[Any]]:
+        """The ``count`` / ``exists`` statement for a where clause, and its values."""
         values: list[Any] = []
         where_key = self._where(where, values)
         live = self._live(include_deleted)
         policy, scope = self.policy, self._scope_fields
         statement = self._statement(
-            ("count", where_key, live, policy, scope),
+            (what, where_key, live, policy, scope),
             self._compiler.aggregate,
             where_key=where_key,
             live=live,
-            what="count",
+            what=what,
             policy=policy,
             scope=scope,
         )
-        row = await self._execute(statement, values, transaction, _ONE, write=False)
-        return int(row[0])
+        return statement, values
+
+    @property
+    def later(self) -> DeferredReads[T]:
+        """This repository's reads, deferred, for `AsyncDatabase.read_together` (one round
+        trip for several reads): ``await db.read_together(users.later.find_by_id(1), ...)``."""
+        return DeferredReads(self)
 
     async def exists(
         self,
@@ -1219,19 +1305,7 @@ class AsyncRepository(Generic[T]):
                     where, transaction=transaction, include_deleted=include_deleted
                 )
         transaction = self.db._transaction(transaction)
-        values: list[Any] = []
-        where_key = self._where(where, values)
-        live = self._live(include_deleted)
-        policy, scope = self.policy, self._scope_fields
-        statement = self._statement(
-            ("exists", where_key, live, policy, scope),
-            self._compiler.aggregate,
-            where_key=where_key,
-            live=live,
-            what="exists",
-            policy=policy,
-            scope=scope,
-        )
+        statement, values = self._aggregate_statement(where, include_deleted, "exists")
         row = await self._execute(statement, values, transaction, _ONE, write=False)
         return bool(row[0])
 
@@ -1534,10 +1608,14 @@ class AsyncRepository(Generic[T]):
         raises `ValidationError` (naming its position ``$[i]`` and field) and nothing is stored;
         a caller's transaction is left as it was before the call.
 
-        Without ``returning``: COPY, streamed: rows are validated and converted a chunk at a
-        time while the server stores the chunks before them (the first chunk is checked before
-        anything is sent; past it, a transaction of its own, or a savepoint in the caller's,
-        takes back what was sent). With it: one ``INSERT ... SELECT
+        `rows`: any iterable — a list, a generator — of dicts, Structs, JSON documents or tuples
+        (the insert type's fields in their declared order, every one given).
+
+        Without ``returning``: COPY, streamed: the rows are pulled from `rows`, validated and
+        converted a chunk at a time while the server stores the chunks before them, so a
+        generator is never materialised (the first chunk is checked before anything is sent;
+        past it, a transaction of its own, or a savepoint in the caller's, takes back what was
+        sent, also when the generator raises). With it: one ``INSERT ... SELECT
         FROM unnest(...) RETURNING`` per column set, or, when the rows carry array columns (which
         unnest would flatten), the single-row INSERT sent for every row with ``executemany`` in
         one pipeline.
@@ -1546,9 +1624,11 @@ class AsyncRepository(Generic[T]):
         2
         """
         transaction = self.db._transaction(transaction)
-        items = rows if type(rows) is list else _row_list(rows)
         if not returning:
-            return await self._copy_all(items, transaction)
+            return await self._copy_all(
+                rows if type(rows) is list else _row_iter(rows), transaction
+            )
+        items = rows if type(rows) is list else _row_list(rows)
         total = len(items)
         # Validating and regrouping 100k rows allocates a few hundred thousand tracked objects
         # (Structs, tuples) that cannot be garbage yet: GC paused meanwhile (see `GcPause`).
@@ -1589,24 +1669,31 @@ class AsyncRepository(Generic[T]):
                 await self.db._release(conn)  # rolls back what an error left open
         return placed
 
-    async def _copy_all(self, items: list[Any], transaction: AsyncTransaction | None) -> int:
-        """`create_all` without RETURNING: COPY, fed a chunk at a time (see `_COPY_CHUNK`)."""
-        total = len(items)
+    async def _copy_all(self, items: Iterable[Any], transaction: AsyncTransaction | None) -> int:
+        """`create_all` without RETURNING: COPY, fed a chunk at a time (see `_COPY_CHUNK`)
+        pulled from `items` (a list or any iterator)."""
         table = self.table
+        rows = iter(items)
+        first = list(itertools.islice(rows, _COPY_CHUNK))
         pause = GcPause()  # as in create_all: the chunks' Structs and tuples, until written
-        if total >= GC_PAUSE_ROWS:
+        if len(first) >= GC_PAUSE_ROWS:
             pause.begin()
+        total = len(first)
         try:
             # The first chunk is checked before anything is sent: a batch of one chunk never
             # reaches the server with an invalid row.
-            groups = _group_columns(table, self._validate_all(items[:_COPY_CHUNK]))
+            groups = _group_columns(table, self._validate_all(first))
             if not groups:
                 return 0
             # Later chunks are validated while earlier ones are being stored, and rows that set
             # another column set go in by a second COPY: a transaction of our own (a savepoint in
             # the caller's) makes that all or none; so do transaction-local settings.
             settings = self._settings() if transaction is None else ()
-            streamed = total > _COPY_CHUNK or len(groups) > 1 or bool(settings)
+            more = len(first) == _COPY_CHUNK  # (a list's length tells; an iterator's may not)
+            if type(items) is list:
+                more = len(items) > _COPY_CHUNK
+            streamed = more or len(groups) > 1 or bool(settings)
+            del first
             conn = (
                 transaction._connection()
                 if transaction is not None
@@ -1621,7 +1708,7 @@ class AsyncRepository(Generic[T]):
                     if settings:
                         await self._begin(conn, settings, begun=True)
                 try:
-                    await self._stream_copy(conn, items, groups)
+                    total = await self._stream_copy(conn, rows if more else iter(()), groups, total)
                 except psycopg.Error:
                     raise  # the caller's transaction is failed, as by any statement error
                 except BaseException:
@@ -1649,31 +1736,33 @@ class AsyncRepository(Generic[T]):
     async def _stream_copy(
         self,
         conn: psycopg.AsyncConnection[Any],
-        items: list[Any],
+        rows: Iterator[Any],
         groups: dict[tuple[str, ...], tuple[Columns, list[int]]],
-    ) -> None:
-        """COPY `items` (the first chunk already validated and grouped as `groups`)."""
+        start: int,
+    ) -> int:
+        """COPY the first chunk (validated and grouped as `groups`, `start` rows), then the
+        rest of `rows` a chunk at a time; returns how many rows went in."""
         table = self.table
         fields = next(iter(groups))  # the column set of the main COPY: the first row's
         others: dict[tuple[str, ...], list[tuple[Columns, int]]] = {}
         async with conn.cursor() as cursor:
             async with cursor.copy(self._compiler.copy_sql(fields)) as copy:
-                start = 0
                 while True:
                     for group, (columns, positions) in groups.items():
                         if group != fields:
                             others.setdefault(group, []).append((columns, len(positions)))
                             continue
                         await self._copy_rows(copy, group, columns, len(positions))
-                    start += _COPY_CHUNK
-                    if start >= len(items):
+                    chunk = list(itertools.islice(rows, _COPY_CHUNK))
+                    if not chunk:
                         break
-                    chunk = items[start : start + _COPY_CHUNK]
                     groups = _group_columns(table, self._validate_all(chunk, start))
+                    start += len(chunk)
             for group, parts in others.items():
                 async with cursor.copy(self._compiler.copy_sql(group)) as copy:
                     for columns, count in parts:
                         await self._copy_rows(copy, group, columns, count)
+        return start
 
     async def _copy_rows(
         self, copy: psycopg.AsyncCopy, fields: tuple[str, ...], columns: Columns, count: int
@@ -2144,14 +2233,19 @@ def _tighter(a: int | None, b: int | None) -> int | None:
     return a if b is None else min(a, b)
 
 
-def _row_list(rows: Iterable[Data]) -> list[Any]:
-    """`create_all`'s rows as a list; a single row (or no iterable at all) is refused."""
+def _row_iter(rows: Iterable[Data]) -> Iterator[Any]:
+    """`create_all`'s rows as an iterator; a single row (or no iterable at all) is refused."""
     if isinstance(rows, Mapping | msgspec.Struct | str | bytes) or not isinstance(rows, Iterable):
         raise TypeError(
-            "create_all takes many rows (a list of dicts, Structs or JSON documents), not "
-            f"{type(rows).__name__}; for one row use create()"
+            "create_all takes many rows (an iterable of dicts, Structs, JSON documents or "
+            f"tuples), not {type(rows).__name__}; for one row use create()"
         )
-    return list(rows)
+    return iter(rows)
+
+
+def _row_list(rows: Iterable[Data]) -> list[Any]:
+    """`create_all`'s rows as a list (see `_row_iter`)."""
+    return list(_row_iter(rows))
 
 
 def _set_fields(validated: msgspec.Struct) -> tuple[tuple[str, ...], list[Any]]:
@@ -2182,7 +2276,11 @@ def _validate_all(
         return []
     target = table.client_insert_type if client else table.insert_type
     validated: list[msgspec.Struct]
-    if set(map(type, items)) == {dict}:  # map(type, ...): C speed over 100k rows
+    kinds = set(map(type, items))  # map(type, ...): C speed over 100k rows
+    if kinds == {tuple}:
+        items = _tuple_rows(target, items, start, table)
+        kinds = {dict}
+    if kinds == {dict}:
         try:
             validated = msgspec.convert(items, list[target])  # type: ignore[valid-type]
         except msgspec.ValidationError as exc:
@@ -2212,6 +2310,22 @@ def _validate_all(
                 reason += f" - at `$[{index}]`"
             raise ValidationError(reason, table=exc.table, field=exc.field) from exc
     return validated
+
+
+def _tuple_rows(
+    target: type[msgspec.Struct], items: list[Any], start: int, table: Table[Any]
+) -> list[dict[str, Any]]:
+    """Tuple rows as dicts: a value for each of the insert type's fields, in declared order."""
+    names = target.__struct_fields__
+    width = len(names)
+    for index, item in enumerate(items, start):
+        if len(item) != width:
+            raise ValidationError(
+                f"a tuple row has a value for each field, in order ({', '.join(names)}): "
+                f"{width} values expected, got {len(item)} - at `$[{index}]`",
+                table=table.qualified_name,
+            )
+    return [dict(zip(names, item, strict=True)) for item in items]
 
 
 def _given(struct: msgspec.Struct) -> dict[str, Any]:
