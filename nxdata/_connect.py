@@ -22,6 +22,7 @@ __all__ = [
     "connection_failed",
     "pool_options",
     "pool_timeout",
+    "pooler_refusal",
     "resolve_url",
     "set_config_sql",
 ]
@@ -68,7 +69,10 @@ class PoolOptions:
     `AsyncDatabase.on_primary`). ``max_replica_lag``: seconds of replay lag above which a
     replica is skipped (checked at most once a second per replica; None: never checked);
     ``replica_retry``: seconds a replica that cannot be reached is left alone before it is
-    tried again (reads go to the primary meanwhile); ``read_your_writes``: seconds after a
+    tried again (reads go to the primary meanwhile); ``replica_timeout``: seconds a read may
+    wait on a replica before the replica is taken for frozen (a stopped process or hung host
+    answers nothing, and no TCP timeout fires): its connection is cut and the read runs on
+    another server (None: wait as long as it takes); ``read_your_writes``: seconds after a
     write (or transaction) during which reads of the same task or thread stay on the primary,
     so a client never misses its own write because of lag (0: off);
     ``read_your_writes_scope``: ``"context"`` (the task or thread that wrote: one request) or
@@ -106,6 +110,7 @@ class PoolOptions:
     replicas: Sequence[str] = ()
     max_replica_lag: float | None = 10.0
     replica_retry: float = 5.0
+    replica_timeout: float | None = 30.0
     read_your_writes: float = 0.0
     read_your_writes_scope: str = "context"
 
@@ -138,6 +143,10 @@ class PoolOptions:
         object.__setattr__(self, "replicas", tuple(validate_url(u) for u in self.replicas))
         if self.max_replica_lag is not None and self.max_replica_lag < 0:
             raise ConfigurationError(f"max_replica_lag must be >= 0, got {self.max_replica_lag}")
+        if self.replica_timeout is not None and self.replica_timeout <= 0:
+            raise ConfigurationError(
+                f"replica_timeout must be positive, got {self.replica_timeout}"
+            )
         for name in ("replica_retry", "read_your_writes"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -324,3 +333,38 @@ def changes_session(query: Any) -> bool:
             return True
         query = get_sql()
     return bool(_SESSION_CHANGE.search(query))
+
+
+# Session state that outlives a transaction: behind a pooler that shares server connections
+# (PgBouncer in transaction mode) it would stay on a server connection other clients get next.
+_SESSION_FOR_GOOD = re.compile(
+    r"(?:^|;)\s*(?:set\s+(?!local\b|transaction\b|constraints\b)|reset\b|listen\b|prepare\b"
+    r"|declare\b[^;]*\bwith\s+hold\b)"
+    r"|\bset_config\s*\([^;]*,\s*false\s*\)|\bpg_advisory_lock(?:_shared)?\s*\("
+    r"|\bcreate\s+(?:(?:global|local)\s+)?(?:temp|temporary)\b",
+    re.IGNORECASE,
+)
+
+
+def pooler_refusal(query: Any) -> str | None:
+    """Why a statement of the caller's cannot run behind a transaction-mode pooler (it leaves
+    state in the session: SET, RESET, LISTEN, PREPARE, a session advisory lock, a temporary
+    table...), or None when it can."""
+    if isinstance(query, bytes):
+        query = query.decode("utf-8", "replace")
+    elif not isinstance(query, str):
+        get_sql = getattr(query, "get_sql", None)
+        if get_sql is None:
+            return None  # composed SQL (psycopg.sql): not inspected
+        query = get_sql()
+    match = _SESSION_FOR_GOOD.search(query)
+    if match is None:
+        return None
+    found = " ".join(match.group(0).strip(" ;").split())
+    return (
+        f"{found!r} leaves state in the session, and this database goes through a connection "
+        "pooler that shares server connections (PgBouncer in transaction mode): the next "
+        "client of that server connection would get it. Use SET LOCAL or set_config(..., true) "
+        "inside a transaction, db.local_settings({...}) or transaction(settings={...}), "
+        "pg_advisory_xact_lock, and ON COMMIT DROP temporary tables"
+    )

@@ -29,6 +29,7 @@ from ._connect import (
     connection_failed,
     pool_options,
     pool_timeout,
+    pooler_refusal,
     resolve_url,
     set_config_sql,
 )
@@ -37,6 +38,7 @@ from .batch import Deferred, check_reads
 from .config import database_url, redact
 from .embedded import EmbeddedPostgres
 from .errors import (
+    ConfigurationError,
     ConnectionFailed,
     DatabaseClosed,
     OutcomeUnknown,
@@ -45,7 +47,7 @@ from .errors import (
     map_database_error,
 )
 from .observe import QueryEvent, QueryHook, QueryObserver
-from .replicas import LAG_SQL, Replica, ReplicaSet, ReplicaState
+from .replicas import LAG_SQL, Replica, ReplicaSet, ReplicaState, ReplicaWatch
 from .transaction_async import AsyncTransaction, AsyncTransactionBlock, begin
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
@@ -105,6 +107,8 @@ class AsyncDatabase:
         self._pooler: bool | None = self.options.pgbouncer
         self._base: Settings = self.options.transaction_settings(pooler=self._pooler)
         self._replicas = ReplicaSet(self.options.replicas, retry=self.options.replica_retry)
+        timeout = self.options.replica_timeout
+        self._watch = ReplicaWatch(timeout) if self._replicas and timeout is not None else None
         # Reads of this block (task/thread) go to the primary (on_primary()).
         self._primary_reads: ContextVar[bool] = ContextVar(
             f"nxdata_primary_{id(self)}", default=False
@@ -112,6 +116,11 @@ class AsyncDatabase:
         # read_your_writes: when this context (or, by scope, anyone) last wrote (monotonic).
         self._wrote_at: ContextVar[float] = ContextVar(f"nxdata_wrote_{id(self)}", default=0.0)
         self._wrote_any = 0.0
+        # Reads of one call (rows and their relations, a page and its total) from one server:
+        # the replica (or False: the primary) the first of them used, once `_one_server` is on.
+        self._sticky: ContextVar[list[Replica | bool] | None] = ContextVar(
+            f"nxdata_sticky_{id(self)}", default=None
+        )
         self._writers: WeakSet[psycopg.AsyncConnection[Any]] = WeakSet()
         self._observer = QueryObserver(
             database=name,
@@ -152,8 +161,7 @@ class AsyncDatabase:
         async with self._opening:
             if self._pool is not None:
                 return self
-            self._pooler = await self._probe(self.url)
-            self._base = self.options.transaction_settings(pooler=self._pooler)
+            self._pooler = await self._probe(self.url, self.options.pgbouncer)
             pool = self._make_pool(self.url, None)
             try:
                 await pool.open(wait=True, timeout=self.options.connect_timeout)
@@ -162,21 +170,31 @@ class AsyncDatabase:
                 raise connection_failed(self.url, exc) from exc
             for replica in self._replicas.replicas:
                 # A replica that is down does not stop the handle from opening: reads go to
-                # the primary until it can be reached.
+                # the primary until it can be reached. Each is probed on its own (PgBouncer
+                # may sit in front of the replicas and not the primary, or the reverse).
+                try:
+                    replica.pooler = await self._probe(replica.url, self.options.pgbouncer)
+                except ConnectionFailed:
+                    replica.went_down()
+                    replica.pooler = self._pooler
                 replica.pool = self._make_pool(replica.url, replica)
                 await replica.pool.open(wait=False)
+            # Settings sent with every transaction where a pooler sits in front of any server
+            # (harmless where none does: a set_config in the same round trip).
+            behind = self._pooler or any(r.pooler for r in self._replicas.replicas)
+            self._base = self.options.transaction_settings(pooler=bool(behind))
             self._pool = pool
             self._closed = False
             self._down = None
             return self
 
-    async def _probe(self, url: str) -> bool:
+    async def _probe(self, url: str, pooler: bool | None) -> bool:
         """Connect once (a wrong URL fails here, naming the server's reason) and tell whether
         the URL goes through a pooler that shares server connections between clients: such a
         pooler (PgBouncer, and others) gives clients a cancel key of its own, so the backend
         pid the client was told differs from the one serving it. PgBouncer also refuses the
-        startup options nxdata sends otherwise."""
-        pooler = self._pooler
+        startup options nxdata sends otherwise. `pooler`: what the option says (None: find out).
+        """
         kwargs = self.options.connect_kwargs(pooler=bool(pooler))
         try:
             conn = await psycopg.AsyncConnection.connect(url, **kwargs)
@@ -206,6 +224,11 @@ class AsyncDatabase:
             await conn.close()
         return pooler
 
+    def _pooler_of(self, conn: psycopg.AsyncConnection[Any]) -> bool:
+        """Whether `conn` (of the primary's pool or a replica's) goes through a pooler."""
+        replica: Replica | None = getattr(conn, "nxdata_replica", None)
+        return bool(self._pooler if replica is None else replica.pooler)
+
     @property
     def behind_pooler(self) -> bool | None:
         """Whether the URL goes through a pooler sharing server connections (PgBouncer in
@@ -217,8 +240,9 @@ class AsyncDatabase:
     ) -> psycopg_pool.AsyncConnectionPool[Any]:
         """A pool for the primary (`replica` None) or for one replica."""
         options = self.options
-        kwargs = options.connect_kwargs(pooler=bool(self._pooler))
-        setup = options.session_setup(pooler=bool(self._pooler))
+        pooler = bool(self._pooler if replica is None else replica.pooler)
+        kwargs = options.connect_kwargs(pooler=pooler)
+        setup = options.session_setup(pooler=pooler)
         return psycopg_pool.AsyncConnectionPool(
             url,
             min_size=options.min_size,
@@ -274,7 +298,7 @@ class AsyncDatabase:
     async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Session settings a connection needs that startup options could not carry, then the
         caller's own ``configure``."""
-        setup = self.options.session_setup(pooler=bool(self._pooler))
+        setup = self.options.session_setup(pooler=self._pooler_of(conn))
         if setup:
             await conn.execute(setup)
             if not conn.autocommit:
@@ -291,6 +315,8 @@ class AsyncDatabase:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
+        if self._watch is not None:
+            self._watch.close()
         for replica in self._replicas.replicas:
             if replica.pool is not None:
                 replica_pool, replica.pool = replica.pool, None
@@ -398,10 +424,22 @@ class AsyncDatabase:
         """
         pool = self._pool if self._pool is not None else await self.get_pool()
         if not write and self._replicas and self._reads_may_use_replicas():
-            for replica in self._replicas.candidates():
+            sticky = self._sticky.get()
+            candidates = self._replicas.candidates(turn=sticky is None or sticky[0] is True)
+            if sticky is not None and sticky[0] is not True:
+                if sticky[0] is False:
+                    candidates = []  # the call's first read went to the primary
+                elif sticky[0] in candidates:
+                    candidates.remove(sticky[0])
+                    candidates.insert(0, sticky[0])
+            for replica in candidates:
                 replica_conn = await self._replica_connection(replica)
                 if replica_conn is not None:
+                    if sticky is not None:
+                        sticky[0] = replica
                     return replica_conn
+            if sticky is not None:
+                sticky[0] = False
         check = self.options.check == "socket"
         for _ in range(self.options.max_size + 2):  # every pooled connection may be stale
             conn = await self._getconn(pool)
@@ -465,6 +503,8 @@ class AsyncDatabase:
             break
         if not conn.autocommit:
             await conn.set_autocommit(True)
+        if self._watch is not None:  # until _release: a frozen replica is cut off
+            self._watch.watch(id(conn), conn.pgconn.socket, replica)
         maximum = options.max_replica_lag
         now = time.monotonic()
         if maximum is not None and replica.lag_due(now):
@@ -473,6 +513,8 @@ class AsyncDatabase:
                 row = await cursor.fetchone()
             except psycopg.Error:
                 replica.went_down()
+                if self._watch is not None:
+                    self._watch.done(id(conn))
                 await pool.putconn(conn)
                 return None
             if not replica.saw_lag(float(row[0]) if row else 0.0, now, maximum):
@@ -482,6 +524,8 @@ class AsyncDatabase:
                     replica.lag or 0.0,
                     maximum,
                 )
+                if self._watch is not None:
+                    self._watch.done(id(conn))
                 await pool.putconn(conn)
                 return None
         replica.reads += 1
@@ -503,6 +547,20 @@ class AsyncDatabase:
             yield
         finally:
             self._primary_reads.reset(token)
+
+    def _pinned(self) -> bool:
+        return self._sticky.get() is not None
+
+    @contextmanager
+    def _one_server(self) -> Iterator[None]:
+        """The reads of this block go to one server: the replica the first uses (the primary
+        if it used the primary), so that rows and their relations, or a page and its total,
+        are not read from replicas at different points of replay."""
+        token = self._sticky.set([True])
+        try:
+            yield
+        finally:
+            self._sticky.reset(token)
 
     def replica_states(self) -> list[ReplicaState]:
         """What this handle knows of each replica: usable or not, lag, reads served."""
@@ -547,12 +605,14 @@ class AsyncDatabase:
             if conn in self._dirty:
                 self._dirty.discard(conn)
                 await conn.execute(_RESET_SESSION, prepare=False)
-                if self.options.session_setup(pooler=bool(self._pooler)):
+                if self.options.session_setup(pooler=self._pooler_of(conn)):
                     await self._configure(conn)
         except psycopg.Error:
             pass  # a broken connection: the pool notices and replaces it
         replica: Replica | None = getattr(conn, "nxdata_replica", None)
         if replica is not None:
+            if self._watch is not None:
+                self._watch.done(id(conn))
             if conn.closed or conn.pgconn.status != _OK:
                 replica.went_down()  # lost: reads try elsewhere until it is reachable again
             if replica.pool is not None:
@@ -753,6 +813,10 @@ class AsyncDatabase:
         autocommit) with the block's local settings; its rows are read before the connection
         goes back. A connection lost while it ran outside a transaction is `OutcomeUnknown`."""
         tx = self._transaction(transaction)
+        if self._pooler:
+            refusal = pooler_refusal(query)
+            if refusal is not None:
+                raise ConfigurationError(refusal)
         conn = tx._connection() if tx is not None else await self._acquire()
         if changes_session(query):
             self._dirty.add(conn)

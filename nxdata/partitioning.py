@@ -607,8 +607,15 @@ def partitions_ahead(
         high = _comparable(partition.end, partitioning)
         if any(p.start < high and low < p.end for p in declared):
             continue  # the declarations (and so the migrations) have it
+        name = f"{resolved.name}_{partition.suffix}"
+        if len(name.encode()) > 63:  # PostgreSQL would cut it: months would share one name
+            raise DeclarationError(
+                f"the partition name {name!r} is longer than PostgreSQL's 63 bytes: months "
+                "would share one truncated name; shorten the table name",
+                table=resolved.qualified_name,
+            )
         made = ResolvedPartition(
-            f"{resolved.name}_{partition.suffix}",
+            name,
             f"FOR VALUES FROM ({partitioning.bound_sql(partition.start)}) "
             f"TO ({partitioning.bound_sql(partition.end)})",
         )
@@ -649,9 +656,17 @@ def create_partitions_ahead(
     created = []
     for name, statement in partitions_ahead(resolved, months=months, today=today):
         qualified = f"{_quote(resolved.schema.name)}.{_quote(name)}"
-        if _fetch_value(db, "SELECT to_regclass(%s) IS NULL", [qualified]):
-            created.append(name)
-        _execute(db, statement)
+        if not _fetch_value(db, "SELECT to_regclass(%s) IS NULL", [qualified]):
+            continue
+        try:
+            _execute(db, statement)
+        except Exception as exc:
+            # Another process (a job on another host) made it between the look and the
+            # CREATE: IF NOT EXISTS does not cover that race ("already exists", 42P07).
+            if getattr(exc, "sqlstate", None) != "42P07":
+                raise
+            continue
+        created.append(name)
     return created
 
 

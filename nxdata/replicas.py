@@ -8,6 +8,10 @@ seconds, then tried again) and while its replay lag is above ``max_replica_lag``
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,7 +19,14 @@ from typing import Any
 
 from .config import redact
 
-__all__ = ["LAG_CHECK_INTERVAL", "LAG_SQL", "Replica", "ReplicaSet", "ReplicaState"]
+__all__ = [
+    "LAG_CHECK_INTERVAL",
+    "LAG_SQL",
+    "Replica",
+    "ReplicaSet",
+    "ReplicaState",
+    "ReplicaWatch",
+]
 
 LAG_CHECK_INTERVAL = 1.0
 """Seconds between two looks at a replica's replay lag (one statement on a borrowed connection)."""
@@ -36,8 +47,8 @@ class ReplicaState:
     """What the handle knows of one replica (see `AsyncDatabase.replica_states`).
 
     ``url`` is redacted; ``usable``: reads may go there now; ``lag``: seconds of replay lag at
-    the last look (None before the first); ``down_for``: seconds since it could not be reached
-    (None while it can); ``reads``: reads it served.
+    the last look (None before the first); ``down_for``: seconds since it last could not be
+    reached (None while it can); ``reads``: reads it served.
     """
 
     url: str
@@ -50,11 +61,21 @@ class ReplicaState:
 class Replica:
     """One replica: its pool (set by the database handle) and its health."""
 
-    __slots__ = ("down_since", "lag", "lag_checked", "lagging_until", "pool", "reads", "url")
+    __slots__ = (
+        "down_since",
+        "lag",
+        "lag_checked",
+        "lagging_until",
+        "pool",
+        "pooler",
+        "reads",
+        "url",
+    )
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.pool: Any = None
+        self.pooler: bool | None = None  # behind PgBouncer? found out on open (see the handle)
         self.down_since: float | None = None  # a connection could not be made or was lost
         self.lag: float | None = None
         self.lag_checked = 0.0
@@ -84,8 +105,8 @@ class Replica:
         return True
 
     def went_down(self, now: float | None = None) -> None:
-        if self.down_since is None:
-            self.down_since = time.monotonic() if now is None else now
+        """Could not be reached (again): left alone for ``replica_retry`` seconds from now."""
+        self.down_since = time.monotonic() if now is None else now
 
     def came_up(self) -> None:
         self.down_since = None
@@ -113,13 +134,15 @@ class ReplicaSet:
     def __bool__(self) -> bool:
         return bool(self.replicas)
 
-    def candidates(self) -> list[Replica]:
-        """Usable replicas, starting with the next one in turn."""
+    def candidates(self, *, turn: bool = True) -> list[Replica]:
+        """Usable replicas, starting with the next one in turn (`turn`: and move the turn on;
+        not for the later reads of a call that keeps to one server)."""
         now = time.monotonic()
         replicas = self.replicas
         count = len(replicas)
         start = self._next
-        self._next = (start + 1) % count
+        if turn:
+            self._next = (start + 1) % count
         return [
             replica
             for replica in (replicas[(start + i) % count] for i in range(count))
@@ -129,3 +152,59 @@ class ReplicaSet:
     def states(self) -> list[ReplicaState]:
         now = time.monotonic()
         return [replica.state(now, self.retry) for replica in self.replicas]
+
+
+class ReplicaWatch:
+    """Cuts the connection of a replica read that waits past its deadline.
+
+    A replica that stops answering while its host still acknowledges packets (a stopped
+    process, a hung VM, a frozen proxy) trips neither TCP keepalives nor ``tcp_user_timeout``,
+    and its ``statement_timeout`` never runs: the read would wait forever. A thread looks at the
+    reads in flight every quarter second and shuts down the socket of one past its deadline
+    (``shutdown`` wakes the waiting reader, which then sees the connection lost, and nxdata runs
+    the read again elsewhere); the replica is left alone for ``replica_retry`` seconds.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._reads: dict[int, tuple[float, int, Replica]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def watch(self, key: int, fd: int, replica: Replica) -> None:
+        with self._lock:
+            self._reads[key] = (time.monotonic() + self.timeout, fd, replica)
+            if self._thread is None:
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._run, name="nxdata-replica-watch", daemon=True
+                )
+                self._thread.start()
+
+    def done(self, key: int) -> None:
+        with self._lock:
+            self._reads.pop(key, None)
+
+    def close(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=2)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            now = time.monotonic()
+            with self._lock:
+                late = [(k, v) for k, v in self._reads.items() if v[0] <= now]
+                for key, _ in late:
+                    del self._reads[key]
+            for _, (_, fd, replica) in late:
+                replica.went_down(now)
+                with contextlib.suppress(OSError):
+                    # a duplicate of the descriptor: shutdown acts on the socket itself
+                    sock = socket.socket(fileno=os.dup(fd))
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    finally:
+                        sock.close()

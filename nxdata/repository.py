@@ -24,7 +24,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 import msgspec
 import psycopg
 
-from ._connect import changes_session, set_config_sql
+from ._connect import changes_session, pooler_refusal, set_config_sql
 from .ambient import Autocommit
 from .batch import DeferredReads
 from .compiler import (
@@ -38,6 +38,7 @@ from .compiler import (
 )
 from .database import Database, unknown_outcome
 from .errors import (
+    ConfigurationError,
     ConnectionFailed,
     DatabaseError,
     DeclarationError,
@@ -94,6 +95,13 @@ def _names(value: Any, part: str) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         raise FilterError(f"{part} names a column twice: {list(value)}", part=part)
     return tuple(value)
+
+
+def _includes(filter: Any) -> bool:
+    """Whether a filter includes relations (then its reads should come from one server)."""
+    if isinstance(filter, Mapping):
+        return bool(filter.get("include"))
+    return isinstance(filter, Filter) and bool(filter.include)
 
 
 def _key_text(key: Any, fold: bool) -> str:
@@ -757,6 +765,11 @@ class Repository(Generic[T]):
                 return self.find(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
+        if self.db._replicas and _includes(filter) and not self.db._pinned():
+            with self.db._one_server():  # the rows and their relations from one server
+                return self.find(
+                    filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(filter, lock, transaction, include_deleted)
         rows = self._rows(statement, values, transaction, write=lock is not None)
@@ -850,6 +863,11 @@ class Repository(Generic[T]):
                 return self.find_one(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
+        if self.db._replicas and _includes(filter) and not self.db._pinned():
+            with self.db._one_server():
+                return self.find_one(
+                    filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, lock, transaction, include_deleted, one=True
@@ -877,6 +895,11 @@ class Repository(Generic[T]):
         """
         if primary:
             with self.db.on_primary():
+                return self.find_by_id(
+                    id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
+        if self.db._replicas and _includes(filter) and not self.db._pinned():
+            with self.db._one_server():
                 return self.find_by_id(
                     id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
@@ -1103,6 +1126,15 @@ class Repository(Generic[T]):
                 return self.find_page(
                     filter, total=total, transaction=transaction, include_deleted=include_deleted
                 )
+        if total not in (None, "exact", "estimate"):  # before anything runs
+            raise FilterError(
+                f"total is 'exact', 'estimate' or None, not {total!r}", table=self._name
+            )
+        if self.db._replicas and not self.db._pinned():
+            with self.db._one_server():  # the page, its relations and its total from one server
+                return self.find_page(
+                    filter, total=total, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, None, transaction, include_deleted, page=True
@@ -1128,10 +1160,6 @@ class Repository(Generic[T]):
             )
         elif total == "estimate":
             counted = self._estimate(extras.where, transaction, include_deleted)
-        elif total is not None:
-            raise FilterError(
-                f"total is 'exact', 'estimate' or None, not {total!r}", table=self._name
-            )
         return Page(items=rows, next=cursor, total=counted)
 
     def _estimate(
@@ -1459,6 +1487,10 @@ class Repository(Generic[T]):
                 "query() takes SQL text, a psycopg.sql statement or a PyPika query, "
                 f"not {type(query).__name__}"
             )
+        if self.db._pooler:
+            refusal = pooler_refusal(statement)
+            if refusal is not None:
+                raise ConfigurationError(refusal)
         conn = (
             transaction._connection() if transaction is not None else self.db._acquire(write=True)
         )

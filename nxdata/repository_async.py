@@ -23,7 +23,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, overload
 import msgspec
 import psycopg
 
-from ._connect import changes_session, set_config_sql
+from ._connect import changes_session, pooler_refusal, set_config_sql
 from .ambient import Autocommit
 from .batch import DeferredReads
 from .compiler import (
@@ -37,6 +37,7 @@ from .compiler import (
 )
 from .database_async import AsyncDatabase, unknown_outcome
 from .errors import (
+    ConfigurationError,
     ConnectionFailed,
     DatabaseError,
     DeclarationError,
@@ -93,6 +94,13 @@ def _names(value: Any, part: str) -> tuple[str, ...]:
     if len(set(value)) != len(value):
         raise FilterError(f"{part} names a column twice: {list(value)}", part=part)
     return tuple(value)
+
+
+def _includes(filter: Any) -> bool:
+    """Whether a filter includes relations (then its reads should come from one server)."""
+    if isinstance(filter, Mapping):
+        return bool(filter.get("include"))
+    return isinstance(filter, Filter) and bool(filter.include)
 
 
 def _key_text(key: Any, fold: bool) -> str:
@@ -756,6 +764,11 @@ class AsyncRepository(Generic[T]):
                 return await self.find(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
+        if self.db._replicas and _includes(filter) and not self.db._pinned():
+            with self.db._one_server():  # the rows and their relations from one server
+                return await self.find(
+                    filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(filter, lock, transaction, include_deleted)
         rows = await self._rows(statement, values, transaction, write=lock is not None)
@@ -849,6 +862,11 @@ class AsyncRepository(Generic[T]):
                 return await self.find_one(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
+        if self.db._replicas and _includes(filter) and not self.db._pinned():
+            with self.db._one_server():
+                return await self.find_one(
+                    filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, lock, transaction, include_deleted, one=True
@@ -878,6 +896,11 @@ class AsyncRepository(Generic[T]):
         """
         if primary:
             with self.db.on_primary():
+                return await self.find_by_id(
+                    id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
+                )
+        if self.db._replicas and _includes(filter) and not self.db._pinned():
+            with self.db._one_server():
                 return await self.find_by_id(
                     id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
@@ -1104,6 +1127,15 @@ class AsyncRepository(Generic[T]):
                 return await self.find_page(
                     filter, total=total, transaction=transaction, include_deleted=include_deleted
                 )
+        if total not in (None, "exact", "estimate"):  # before anything runs
+            raise FilterError(
+                f"total is 'exact', 'estimate' or None, not {total!r}", table=self._name
+            )
+        if self.db._replicas and not self.db._pinned():
+            with self.db._one_server():  # the page, its relations and its total from one server
+                return await self.find_page(
+                    filter, total=total, transaction=transaction, include_deleted=include_deleted
+                )
         transaction = self.db._transaction(transaction)
         statement, values, extras = self._select(
             filter, None, transaction, include_deleted, page=True
@@ -1129,10 +1161,6 @@ class AsyncRepository(Generic[T]):
             )
         elif total == "estimate":
             counted = await self._estimate(extras.where, transaction, include_deleted)
-        elif total is not None:
-            raise FilterError(
-                f"total is 'exact', 'estimate' or None, not {total!r}", table=self._name
-            )
         return Page(items=rows, next=cursor, total=counted)
 
     async def _estimate(
@@ -1464,6 +1492,10 @@ class AsyncRepository(Generic[T]):
                 "query() takes SQL text, a psycopg.sql statement or a PyPika query, "
                 f"not {type(query).__name__}"
             )
+        if self.db._pooler:
+            refusal = pooler_refusal(statement)
+            if refusal is not None:
+                raise ConfigurationError(refusal)
         conn = (
             transaction._connection()
             if transaction is not None

@@ -732,3 +732,49 @@ def test_diff_changes_keys_of_an_existing_partitioned_table(
 def where_rows(url: str, schema: str) -> dict[str, int]:
     with psycopg.connect(url, autocommit=True) as conn:
         return where_rows_are(conn, f'"{schema}"."Event"')
+
+
+def test_partitions_ahead_refuse_names_postgres_would_cut(schema_name: str) -> None:
+    # declared partitions are checked at declaration; months made ahead must be too, or
+    # "E"*57 + "_2026_01" and "_2026_02" would become one truncated name (months skipped)
+    january = nx.Partition(
+        "jan", start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 2, 1, tzinfo=UTC)
+    )
+    _, event = declare_events(
+        schema_name, nx.PartitionBy.range("created_at", [january]), table="E" * 57
+    )
+    with pytest.raises(DeclarationError, match="longer than PostgreSQL's 63 bytes"):
+        nx.partitions_ahead(event, months=2, today=date(2026, 1, 5))
+
+
+def test_create_partitions_ahead_from_two_processes_at_once(
+    conn: psycopg.Connection[Any], test_database_url: str, schema_name: str
+) -> None:
+    """Two jobs (threads on their own pools here) racing on the same months: IF NOT EXISTS
+    alone lets one fail with "already exists"; neither may, and each month is made once."""
+    import threading
+
+    s, event = declare_events(schema_name, nx.PartitionBy.range("created_at", MONTHS_2026[:1]))
+    apply(conn, s)
+    made: list[list[str]] = []
+    errors: list[BaseException] = []
+    for round_ in range(6):
+        barrier = threading.Barrier(2)
+        today = date(2026, 1, 5) + timedelta(days=31 * 3 * round_)
+
+        def job(today: date = today, barrier: threading.Barrier = barrier) -> None:
+            try:
+                with nx.Database(test_database_url, max_size=1) as own:
+                    barrier.wait()
+                    made.append(nx.create_partitions_ahead(own, event, months=2, today=today))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=job) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    names = [name for batch in made for name in batch]
+    assert len(names) == len(set(names))  # each made by one of them, reported once

@@ -26,7 +26,7 @@ from pgcluster import Cluster, PgBouncer, pgbouncer_binary
 import nxdata as nx
 from nxdata import AsyncDatabase, Database
 from nxdata.ddl import create_statements
-from nxdata.errors import MigrationError, QueryCanceled
+from nxdata.errors import ConfigurationError, MigrationError, QueryCanceled
 from nxdata.migrations.runner import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,10 +220,14 @@ def test_the_repository_tests_pass_through_pgbouncer(server: Cluster, tmp_path: 
             "tests/test_client_safety.py",
         ]
         # Left out: the transaction tests that end a backend by the pid psycopg was told
-        # (PgBouncer tells its own), and the RLS test's fresh login role (not in auth_file).
+        # (PgBouncer tells its own), the RLS test's fresh login role (not in auth_file), and
+        # the session-reset test, whose session SETs are refused behind a pooler (see
+        # test_session_state_is_refused_behind_the_pooler).
         deselect = [
             "--deselect",
             "tests/test_client_safety.py::test_row_level_security_through_local_settings",
+            "--deselect",
+            "tests/test_client_safety.py::test_session_state_never_reaches_the_next_borrower",
         ]
         done = subprocess.run(
             [
@@ -258,3 +262,40 @@ def test_a_direct_connection_keeps_prepared_statements(server: Cluster) -> None:
         assert count is not None and count[0] > 0
     with psycopg.connect(server.url) as raw:  # the cluster is as the tests found it
         assert raw.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_session_state_is_refused_behind_the_pooler(bouncer: PgBouncer) -> None:
+    """A SET of one client would stay on the server connection the next client gets."""
+    with Database(bouncer.url, max_size=2) as db, Database(bouncer.url) as other:
+        wallets = nx.Repository(db, Wallet)
+        for statement in (
+            "SET search_path TO leaked",
+            "set session statement_timeout = 1",
+            "RESET ALL",
+            "SELECT set_config('app.t', 'x', false)",
+            "SELECT pg_advisory_lock(1)",
+            "CREATE TEMP TABLE scratch (x int)",
+            "LISTEN news",
+        ):
+            with pytest.raises(ConfigurationError, match="leaves state in the session"):
+                db.execute(statement)
+            with pytest.raises(ConfigurationError, match="leaves state in the session"):
+                wallets.query(statement)
+        with db.transaction():  # transaction-scoped forms are fine
+            db.execute("SET LOCAL search_path TO pg_catalog")
+            assert db.fetch_value("SELECT set_config('app.t', 'tx', true)") == "tx"
+            db.execute("SELECT pg_advisory_xact_lock(1)")
+        assert other.fetch_value("SHOW search_path") == '"$user", public'
+        assert other.fetch_value("SELECT current_setting('app.t', true)") in (None, "")
+
+
+def test_replicas_behind_pgbouncer_with_a_direct_primary(server: Cluster) -> None:
+    """Each replica URL is probed on its own: startup options go to the primary only."""
+    with PgBouncer(server, pool_size=2) as bouncer:
+        with Database(server.url, replicas=[bouncer.url], max_size=2) as db:
+            assert db.behind_pooler is False
+            wallets = nx.Repository(db, Wallet)
+            for _ in range(5):
+                wallets.count()
+            [state] = db.replica_states()
+            assert state.reads == 5 and state.down_for is None

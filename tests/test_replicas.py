@@ -15,7 +15,7 @@ from typing import Annotated
 
 import msgspec
 import pytest
-from pgcluster import Cluster
+from pgcluster import Cluster, TcpProxy
 
 import nxdata as nx
 from nxdata import AsyncDatabase, Database
@@ -28,6 +28,14 @@ replicated = nx.Schema("replicated")
 @replicated.table("Item")
 class Item(nx.IntIdColumns):
     name: str
+
+
+@replicated.table(
+    "Line", foreign_keys=[nx.ForeignKey("item_id", Item, relation="item", inverse="lines")]
+)
+class Line(nx.IntIdColumns):
+    item_id: int
+    qty: int
 
 
 @replicated.table("Probe")  # a view: which server answered
@@ -211,3 +219,70 @@ def test_replica_options_are_checked() -> None:
         nx.Database("postgresql://x@127.0.0.1/db", replicas=["mysql://y/db"])
     with pytest.raises(ConfigurationError, match="read_your_writes_scope"):
         nx.Database("postgresql://x@127.0.0.1/db", read_your_writes_scope="request")
+
+
+def test_one_call_reads_from_one_replica(servers: tuple[Cluster, Cluster]) -> None:
+    """Two replicas, one behind (replay paused): an item and its lines, written in one
+    transaction, come from one server within a call, so never the item without its lines."""
+    primary, standby = servers
+    if not standby.is_running():
+        standby.start_again()
+    second = primary.standby()
+    try:
+        primary.wait_for_replay(second)
+        second.pause_replay()
+        with Database(primary.url, replicas=[standby.url, second.url], max_replica_lag=None) as db:
+            items, lines = nx.Repository(db, Item), nx.Repository(db, Line)
+            with db.transaction():
+                item = items.create({"name": "boxed"})
+                lines.create_all([{"item_id": item.id, "qty": q} for q in (1, 2)])
+            primary.wait_for_replay(standby)
+            finds, pages = set(), set()
+            for _ in range(8):  # round robin: calls alternate between the two replicas
+                found = items.find({"where": {"id": item.id}, "include": ["lines"]})
+                finds.add((len(found), tuple(len(f.lines) for f in found)))
+                page = items.find_page({"where": {"id": item.id}, "limit": 5}, total="exact")
+                pages.add((len(page.items), page.total))
+                items.count()  # moves the turn on, so both kinds of call meet both replicas
+            # each call from one server: never an item without its lines, or a page whose
+            # total disagrees with its rows
+            assert finds == {(0, ()), (1, (2,))} and pages == {(0, 0), (1, 1)}
+    finally:
+        second.destroy()
+
+
+def test_a_replica_that_stays_down_is_tried_once_per_retry() -> None:
+    from nxdata.replicas import Replica
+
+    replica = Replica("postgresql://x@127.0.0.1:1/db")
+    replica.went_down(now=100.0)
+    assert not replica.usable(101.0, retry=5.0) and replica.usable(106.0, retry=5.0)
+    replica.went_down(now=106.0)  # the retry failed: another 5 s
+    assert not replica.usable(107.0, retry=5.0)
+
+
+def test_a_frozen_replica_is_cut_off_and_reads_go_on(pair: tuple[Cluster, Cluster]) -> None:
+    """A replica that answers nothing (its link frozen: bytes acknowledged, never forwarded,
+    so no TCP timeout fires) holds a read at most replica_timeout; the read then completes on
+    the primary, and the replica is left alone until replica_retry has passed."""
+    primary, standby = pair
+    with TcpProxy(standby) as proxy:
+        with Database(
+            primary.url,
+            replicas=[proxy.url_for(standby.url)],
+            replica_timeout=1.0,
+            replica_retry=30,
+            max_size=2,
+        ) as db:
+            assert answered_by_replica(db)
+            proxy.freeze()
+            started = time.monotonic()
+            assert not answered_by_replica(db)  # cut after ~1 s, run again on the primary
+            assert time.monotonic() - started < 5
+            [state] = db.replica_states()
+            assert not state.usable and state.down_for is not None
+            started = time.monotonic()
+            for _ in range(20):  # left alone meanwhile: no read waits on it again
+                assert not answered_by_replica(db)
+            assert time.monotonic() - started < 2
+            proxy.thaw()
