@@ -6,36 +6,48 @@ import argparse
 import sys
 from pathlib import Path
 
-from .contenders import CONTENDERS
+from .contenders import BASELINE, BASELINE_POOL, CONTENDERS
 from .runner import ALL_SCENARIOS, run, select_scenarios
-from .settings import MODES, Settings
+from .settings import GC_MODES, MODES, Settings
 
 
 def parse(argv: list[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="nxdata side by side with raw psycopg, asyncpg and SQLAlchemy, interleaved "
-        "in one run; medians and ratios to raw psycopg.",
+        description="nxdata side by side with raw psycopg (on a dedicated connection and "
+        "through a pool), asyncpg and SQLAlchemy, interleaved in one run; medians and ratios "
+        "to each scenario's baseline, the targets checked.",
     )
     parser.add_argument(
         "--url",
         help="server to run on (a fresh database is created there and dropped afterwards); "
         "default NXDATA_DATABASE_URL / DATABASE_URL, else an embedded PostgreSQL",
     )
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer rounds (<1 min)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes, fewer rounds (2-3 min on 2 cores)"
+    )
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # for the test suite
     parser.add_argument(
         "--only",
         action="append",
         default=[],
         metavar="SCENARIO",
-        help="run only these scenarios (key or number, comma-separated, repeatable): "
-        + ", ".join(s.key for s in ALL_SCENARIOS),
+        help="run only these scenarios (key or number, comma-separated, repeatable; 8, 11 "
+        "and 12 mean all their parts): " + ", ".join(s.key for s in ALL_SCENARIOS),
     )
     parser.add_argument(
         "--contenders",
         default="",
-        help="comma-separated subset of: " + ", ".join(CONTENDERS) + " (psycopg is always run)",
+        help="comma-separated subset of: "
+        + ", ".join(CONTENDERS)
+        + f" (the baselines {BASELINE} and {BASELINE_POOL} always run)",
+    )
+    parser.add_argument(
+        "--gc",
+        choices=GC_MODES,
+        default="on",
+        help="the collector during each measurement, for every contender alike: on (default, "
+        "as in production) or off (collected before, disabled during)",
     )
     parser.add_argument(
         "--out",
@@ -49,8 +61,8 @@ def parse(argv: list[str] | None = None) -> Settings:
     unknown = [c for c in contenders if c not in CONTENDERS]
     if unknown:
         parser.error(f"unknown contender(s): {', '.join(unknown)}")
-    if contenders and "psycopg" not in contenders:
-        contenders = ("psycopg", *contenders)
+    if contenders:
+        contenders = tuple(dict.fromkeys((BASELINE, BASELINE_POOL, *contenders)))
     try:
         select_scenarios(tuple(args.only))
     except ValueError as exc:
@@ -62,6 +74,7 @@ def parse(argv: list[str] | None = None) -> Settings:
         only=tuple(args.only),
         contenders=contenders,
         out=args.out,
+        gc=args.gc,
     )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -22,15 +24,18 @@ from psycopg.types.json import Jsonb
 import nxdata as nx
 
 __all__ = [
+    "BULK_COLUMNS",
     "INSERT_COLUMNS",
     "ITEM_COLUMNS",
     "SQL",
+    "WALLET_COLUMNS",
     "Item",
     "ItemBulk",
     "ItemStream",
     "ItemWrite",
     "Wallet",
     "bench",
+    "import_rows",
     "load",
     "make_rows",
 ]
@@ -40,7 +45,7 @@ bench = nx.Schema("bench")
 Price = Annotated[Decimal, nx.Column(sql_type="numeric(12, 2)")]
 
 
-class ItemColumns(nx.CommonColumns):  # type: ignore[misc]
+class ItemColumns(nx.CommonColumns):
     """The ten columns every item table has (five from CommonColumns, five of its own)."""
 
     name: str
@@ -71,7 +76,7 @@ class ItemStream(ItemColumns):
 
 
 @bench.table("Wallet")
-class Wallet(nx.CommonColumns):  # type: ignore[misc]
+class Wallet(nx.CommonColumns):
     """Balances moved by the transfer scenario."""
 
     owner: str
@@ -83,6 +88,11 @@ ITEM_COLUMNS = tuple(c.name for c in nx.table_of(Item).columns)
 """Column names of an item row, in declaration order."""
 INSERT_COLUMNS = ("id", "metadata", "name", "status", "price", "quantity", "active")
 """Columns an insert supplies; the timestamps come from server defaults, deleted_at is NULL."""
+BULK_COLUMNS = tuple(nx.table_of(ItemBulk).insert_type.__struct_fields__)
+"""Columns of the bulk insert's rows: the insert type's fields in declared order (all ten), as
+`import_rows` yields them and nxdata's ``create_all`` takes tuples."""
+WALLET_COLUMNS = tuple(c.name for c in nx.table_of(Wallet).columns)
+"""Column names of a wallet row, in declaration order."""
 
 
 def _sql_name(row_type: type[msgspec.Struct]) -> str:
@@ -97,6 +107,7 @@ class SQL:
     """Hand-written statements for the raw contenders (``%s``; asyncpg gets ``$n`` versions)."""
 
     cols = _q(ITEM_COLUMNS)
+    wallet_cols = _q(WALLET_COLUMNS)
     item = _sql_name(Item)
     write = _sql_name(ItemWrite)
     bulk = _sql_name(ItemBulk)
@@ -110,6 +121,12 @@ class SQL:
     )
     fetch_all = f"SELECT {cols} FROM {item}"
     stream_all = f"SELECT {cols} FROM {stream}"
+    fetch_n = f"SELECT {cols} FROM {stream} LIMIT %s"
+    pk_write = f"SELECT {cols} FROM {write} WHERE id = %s"
+    pk_wallet = f"SELECT {wallet_cols} FROM {wallet} WHERE id = %s"
+    ids_item = f"SELECT {cols} FROM {item} WHERE id = ANY(%s)"
+    ids_write = f"SELECT {cols} FROM {write} WHERE id = ANY(%s)"
+    ids_wallet = f"SELECT {wallet_cols} FROM {wallet} WHERE id = ANY(%s)"
     insert_one = (
         f"INSERT INTO {write} ({_q(INSERT_COLUMNS)}) VALUES (%s, %s, %s, %s, %s, %s, %s) "
         f"RETURNING {cols}"
@@ -119,10 +136,18 @@ class SQL:
         f"RETURNING {cols}"
     )
     delete_one = f"DELETE FROM {write} WHERE id = %s"
-    copy_bulk = f"COPY {bulk} ({_q(INSERT_COLUMNS)}) FROM STDIN"
+    delete_returning = f"DELETE FROM {write} WHERE id = %s RETURNING {cols}"
+    copy_bulk = f"COPY {bulk} ({_q(BULK_COLUMNS)}) FROM STDIN"
     copy_write = f"COPY {write} ({_q(INSERT_COLUMNS)}) FROM STDIN"
     lock_wallets = f"SELECT id, balance FROM {wallet} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
     set_balance = f"UPDATE {wallet} SET balance = %s, modified_at = now() WHERE id = %s"
+    lock_wallets_rows = (
+        f"SELECT {wallet_cols} FROM {wallet} WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+    )
+    set_balance_returning = (
+        f"UPDATE {wallet} SET balance = %s, modified_at = now() WHERE id = %s "
+        f"RETURNING {wallet_cols}"
+    )
 
     @staticmethod
     def numbered(query: str) -> str:
@@ -157,7 +182,7 @@ def load(url: str, *, fetch_rows: int, stream_rows: int, write_rows: int, wallet
     """Create the schema and fill the tables (in the database at `url`, which should be empty)."""
     with psycopg.connect(url, autocommit=True) as conn:
         for statement in nx.create_statements([bench]):
-            conn.execute(statement)  # type: ignore[arg-type]  # DDL text from our declarations
+            conn.execute(statement)  # DDL text from our declarations
         conn.execute("SELECT setseed(0.42)")
         for table, n in (
             (SQL.item, fetch_rows),
@@ -202,6 +227,41 @@ def make_rows(n: int, rng: random.Random) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+_TIERS = ("free", "pro", "team", "enterprise")
+_SOURCES = ("web", "api", "import")
+_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def import_rows(n: int, seed: int = 11) -> Iterator[tuple[Any, ...]]:
+    """An import job's rows, made as they are consumed: `n` tuples in `BULK_COLUMNS` order
+    (fresh uuid, timestamps, no ``deleted_at``, a small nested jsonb object, text, numeric,
+    integer, boolean). The same `seed` gives the same rows, so every contender of the bulk
+    insert consumes exactly the same input, produced inside its timed region."""
+    rng = random.Random(seed)
+    bits, below, chance = rng.getrandbits, rng.randrange, rng.random
+    make_id, second = uuid.UUID, timedelta(seconds=1)
+    created = _EPOCH
+    for _ in range(n):
+        i = below(1_000_000)
+        created += second
+        yield (
+            str(make_id(int=bits(128), version=4)),
+            created,
+            created,
+            None,
+            {
+                "plan": {"tier": _TIERS[i % 4], "seats": i % 50},
+                "tags": [f"t{i % 7}", f"t{i % 11}"],
+                "source": _SOURCES[i % 3],
+            },
+            f"Item {i} {bits(64):016x}",
+            _STATUSES[i % 4],
+            Decimal(below(100_000)) / 100,
+            below(100),
+            chance() < 0.8,
+        )
 
 
 def as_tuples(rows: list[dict[str, Any]], *, wrap_json: bool) -> list[tuple[Any, ...]]:

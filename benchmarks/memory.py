@@ -3,12 +3,15 @@ do not disturb each other: the growth of the RSS high-water mark over the RSS be
 
 Children are forked from a forkserver that has imported every contender beforehand, so each starts
 in a few milliseconds from the same baseline. Linux's ``/proc/self/clear_refs`` resets the
-high-water mark right before the work, so import and connection spikes are not counted.
+high-water mark right before the work, so import and connection spikes are not counted. Garbage
+is handled the same way for every contender: a full collection and ``gc.freeze()`` after set-up,
+the collector enabled during the work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import resource
 import time
@@ -78,6 +81,8 @@ def _finish(
 
 
 def _measure_sync(call: Any) -> dict[str, Any]:
+    gc.collect()
+    gc.freeze()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     exact = _reset_peak()
     before = _status()
@@ -93,6 +98,8 @@ def _measure_sync(call: Any) -> dict[str, Any]:
 async def _run_async_measure(contender: Any, method: str) -> dict[str, Any]:
     await contender.setup()
     try:
+        gc.collect()
+        gc.freeze()
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         exact = _reset_peak()
         before = _status()

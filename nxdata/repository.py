@@ -68,6 +68,8 @@ Tx = Transaction | Autocommit | None
 """``transaction=``: a transaction, `AUTOCOMMIT` (none, on purpose), or None: the ambient one."""
 Where = Mapping[str, Any] | None
 Data = Mapping[str, Any] | msgspec.Struct | bytes | str
+Row = Data | tuple[Any, ...]
+"""A row for `create_all`: a body (`Data`), or a tuple of the insert type's fields in order."""
 """A row to write: a mapping, a Struct, or JSON text (bytes or str), validated first."""
 
 
@@ -1606,7 +1608,7 @@ class Repository(Generic[T]):
     @overload
     def create_all(
         self,
-        rows: Iterable[Data],
+        rows: Iterable[Row],
         *,
         returning: Literal[False] = False,
         transaction: Tx = None,
@@ -1615,7 +1617,7 @@ class Repository(Generic[T]):
     @overload
     def create_all(
         self,
-        rows: Iterable[Data],
+        rows: Iterable[Row],
         *,
         returning: Literal[True],
         transaction: Tx = None,
@@ -1623,7 +1625,7 @@ class Repository(Generic[T]):
 
     def create_all(
         self,
-        rows: Iterable[Data],
+        rows: Iterable[Row],
         *,
         returning: bool = False,
         transaction: Tx = None,
@@ -2250,7 +2252,7 @@ def _tighter(a: int | None, b: int | None) -> int | None:
     return a if b is None else min(a, b)
 
 
-def _row_iter(rows: Iterable[Data]) -> Iterator[Any]:
+def _row_iter(rows: Iterable[Row]) -> Iterator[Any]:
     """`create_all`'s rows as an iterator; a single row (or no iterable at all) is refused."""
     if isinstance(rows, Mapping | msgspec.Struct | str | bytes) or not isinstance(rows, Iterable):
         raise TypeError(
@@ -2260,7 +2262,7 @@ def _row_iter(rows: Iterable[Data]) -> Iterator[Any]:
     return iter(rows)
 
 
-def _row_list(rows: Iterable[Data]) -> list[Any]:
+def _row_list(rows: Iterable[Row]) -> list[Any]:
     """`create_all`'s rows as a list (see `_row_iter`)."""
     return list(_row_iter(rows))
 

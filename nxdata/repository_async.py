@@ -67,6 +67,8 @@ Tx = AsyncTransaction | Autocommit | None
 """``transaction=``: a transaction, `AUTOCOMMIT` (none, on purpose), or None: the ambient one."""
 Where = Mapping[str, Any] | None
 Data = Mapping[str, Any] | msgspec.Struct | bytes | str
+Row = Data | tuple[Any, ...]
+"""A row for `create_all`: a body (`Data`), or a tuple of the insert type's fields in order."""
 """A row to write: a mapping, a Struct, or JSON text (bytes or str), validated first."""
 
 
@@ -1613,7 +1615,7 @@ class AsyncRepository(Generic[T]):
     @overload
     async def create_all(
         self,
-        rows: Iterable[Data],
+        rows: Iterable[Row],
         *,
         returning: Literal[False] = False,
         transaction: Tx = None,
@@ -1622,7 +1624,7 @@ class AsyncRepository(Generic[T]):
     @overload
     async def create_all(
         self,
-        rows: Iterable[Data],
+        rows: Iterable[Row],
         *,
         returning: Literal[True],
         transaction: Tx = None,
@@ -1630,7 +1632,7 @@ class AsyncRepository(Generic[T]):
 
     async def create_all(
         self,
-        rows: Iterable[Data],
+        rows: Iterable[Row],
         *,
         returning: bool = False,
         transaction: Tx = None,
@@ -2265,7 +2267,7 @@ def _tighter(a: int | None, b: int | None) -> int | None:
     return a if b is None else min(a, b)
 
 
-def _row_iter(rows: Iterable[Data]) -> Iterator[Any]:
+def _row_iter(rows: Iterable[Row]) -> Iterator[Any]:
     """`create_all`'s rows as an iterator; a single row (or no iterable at all) is refused."""
     if isinstance(rows, Mapping | msgspec.Struct | str | bytes) or not isinstance(rows, Iterable):
         raise TypeError(
@@ -2275,7 +2277,7 @@ def _row_iter(rows: Iterable[Data]) -> Iterator[Any]:
     return iter(rows)
 
 
-def _row_list(rows: Iterable[Data]) -> list[Any]:
+def _row_list(rows: Iterable[Row]) -> list[Any]:
     """`create_all`'s rows as a list (see `_row_iter`)."""
     return list(_row_iter(rows))
 

@@ -9,6 +9,7 @@ from .base import Contender, Context, Unavailable
 __all__ = [
     "BASELINE",
     "BASELINE_ASYNC",
+    "BASELINE_POOL",
     "CONTENDERS",
     "Contender",
     "Context",
@@ -17,6 +18,7 @@ __all__ = [
 ]
 
 CONTENDERS: dict[str, tuple[str, str]] = {
+    "psycopg-conn": ("psycopg_conn", "PsycopgConn"),
     "psycopg": ("psycopg_raw", "Psycopg"),
     "psycopg-async": ("psycopg_async", "PsycopgAsync"),
     "asyncpg": ("asyncpg_raw", "Asyncpg"),
@@ -28,8 +30,12 @@ CONTENDERS: dict[str, tuple[str, str]] = {
 }
 """Contender name → (module in this package, class), in report order."""
 
-BASELINE = "psycopg"
-"""Every ratio is to this contender."""
+BASELINE = "psycopg-conn"
+"""The baseline of the scenarios one connection serves (point queries, writes, pipelined reads,
+the bulk insert): raw psycopg on a dedicated connection, doing nxdata's work."""
+BASELINE_POOL = "psycopg"
+"""The baseline elsewhere (the large fetch — "raw psycopg default" —, concurrency, compilation,
+memory), and wherever the dedicated connection does not apply: raw psycopg through a pool."""
 BASELINE_ASYNC = "psycopg-async"
 """The async targets compare nxdata async with this one."""
 

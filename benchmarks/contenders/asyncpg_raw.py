@@ -1,6 +1,6 @@
 """asyncpg, raw: the async limit. Hand-written SQL (asyncpg prepares and caches every statement),
 Records, binary protocol, jsonb decoded by msgspec through a type codec, ``copy_records_to_table``
-for bulk inserts, a cursor in a transaction for streaming.
+for bulk inserts (fed the generator's tuples), a cursor in a transaction for streaming.
 
 The pool's connections get the text-format codec ``set_type_codec("jsonb",
 decoder=msgspec.json.decode, ...)``: msgspec is called directly, with no Python wrapper per value.
@@ -11,15 +11,16 @@ whose jsonb codec is the binary form (a version byte, then the JSON text).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
 import nxdata as nx
 
-from ..data import INSERT_COLUMNS, SQL, ItemBulk, as_tuples
+from ..data import BULK_COLUMNS, SQL, ItemBulk
 from ..environment import asyncpg_kwargs
 from .base import Contender
 
@@ -67,13 +68,24 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     return None
 
 
+_PK = (_N["pk_lookup"], _N["pk_write"], _N["pk_wallet"])
+_IDS = (_N["ids_item"], _N["ids_write"], _N["ids_wallet"])
+
+
 class Asyncpg(Contender):
     name = "asyncpg"
     label = "raw asyncpg (Records, msgspec jsonb codec)"
     is_async = True
+    concurrency = "tasks"
     inapplicable = {
         "compile_cold": "hand-written SQL: the same as psycopg",
         "compile_cached": "hand-written SQL: the same as psycopg",
+        "reads_together": "asyncpg pipelines no different statements (one at a time)",
+    }
+    notes = {
+        "delete_by_id": "checks the status (no row back)",
+        "transfer": "locks and reads (id, balance) only; updates return nothing",
+        "reads_by_ids": "Records, in the server's order",
     }
 
     async def setup(self) -> None:
@@ -110,10 +122,21 @@ class Asyncpg(Contender):
         async with self.pool.acquire() as conn:
             return await conn.fetch(_N["fetch_all"])  # type: ignore[no-any-return]
 
+    async def fetch_n(self, n: int) -> list[Any]:
+        async with self.pool.acquire() as conn:
+            return await conn.fetch(_N["fetch_n"], n)  # type: ignore[no-any-return]
+
     async def stream(self) -> int:
         count = 0
         async with self.pool.acquire() as conn, conn.transaction():
             async for _ in conn.cursor(_N["stream_all"], prefetch=1000):
+                count += 1
+        return count
+
+    async def stream_n(self, n: int) -> int:
+        count = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            async for _ in conn.cursor(_N["fetch_n"], n, prefetch=1000):
                 count += 1
         return count
 
@@ -133,14 +156,12 @@ class Asyncpg(Contender):
                 )
             assert row is not None
 
-    def prepare_bulk_insert(self, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
-        return (as_tuples(rows, wrap_json=False),)
-
-    async def bulk_insert(self, rows: list[tuple[Any, ...]]) -> None:
+    async def bulk_insert(self, rows: Callable[[int], Iterator[tuple[Any, ...]]], n: int) -> int:
         table, schema = self._bulk
-        await self.copy_conn.copy_records_to_table(
-            table, schema_name=schema, columns=list(INSERT_COLUMNS), records=rows
+        status = await self.copy_conn.copy_records_to_table(
+            table, schema_name=schema, columns=list(BULK_COLUMNS), records=rows(n)
         )
+        return int(status.split()[-1])
 
     async def update_by_id(self, changes: list[tuple[str, str, int]]) -> None:
         pool, query = self.pool, _N["update_one"]
@@ -163,5 +184,21 @@ class Asyncpg(Contender):
                 await conn.execute(set_balance, balance[source] - amount, source)
                 await conn.execute(set_balance, balance[target] + amount, target)
 
-    async def concurrency(self, batches: list[list[str]]) -> None:
-        await asyncio.gather(*(self.pk_lookup(ids) for ids in batches))
+    async def reads_one_by_one(self, ops: list[tuple[list[str], ...]]) -> None:
+        pool = self.pool
+        for op in ops:
+            for query, ids in zip(_PK, op, strict=True):
+                for id_ in ids:
+                    async with pool.acquire() as conn:
+                        assert await conn.fetchrow(query, id_) is not None
+
+    async def reads_by_ids(self, ops: list[tuple[list[str], ...]]) -> None:
+        pool = self.pool
+        for op in ops:
+            for query, ids in zip(_IDS, op, strict=True):
+                async with pool.acquire() as conn:
+                    assert len(await conn.fetch(query, ids)) == len(ids)
+
+    async def concurrent(self, query: str, batches: list[list[Any]]) -> None:
+        work = self.pk_lookup if query == "pk" else self.filtered_query
+        await asyncio.gather(*(work(batch) for batch in batches))

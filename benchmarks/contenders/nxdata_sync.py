@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..data import Item, ItemBulk, ItemStream, ItemWrite, Wallet
-from .base import Contender, Unavailable
+from .base import Contender, Threaded, Unavailable
+
+if TYPE_CHECKING:
+    from nxdata import Repository
 
 __all__ = ["Nxdata"]
 
+NOTES = {
+    "insert_one": "validates the dict first",
+    "bulk_insert": "validates every row (msgspec) first",
+    "delete_by_id": "returns the deleted row (RETURNING, a Struct)",
+    "update_by_id": "validates the changes first",
+    "transfer": "full rows locked and returned (as psycopg-conn)",
+    "reads_by_ids": "rows in the order of the ids",
+}
 
-class Nxdata(Contender):
+
+class Nxdata(Threaded, Contender):
     name = "nxdata"
     label = "nxdata Repository"
+    concurrency = "threads"
+    notes = NOTES
 
     def setup(self) -> None:
         try:
@@ -27,12 +41,12 @@ class Nxdata(Contender):
         self.items = Repository(self.db, Item)
         self.writes = Repository(self.db, ItemWrite)
         self.bulk = Repository(self.db, ItemBulk)
-        self.streamed = Repository(self.db, ItemStream)
+        self.streamed = Repository(self.db, ItemStream, max_limit=None)
         self.wallets = Repository(self.db, Wallet)
-        self.executor = ThreadPoolExecutor(self.ctx.workers)
+        self.tables: tuple[Repository[Any], ...] = (self.items, self.writes, self.wallets)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.close_threads()
         self.db.close()
 
     def pk_lookup(self, ids: list[str]) -> None:
@@ -58,9 +72,18 @@ class Nxdata(Contender):
     def large_fetch(self) -> list[Any]:
         return self.items.find()
 
+    def fetch_n(self, n: int) -> list[Any]:
+        return self.streamed.find({"limit": n})
+
     def stream(self) -> int:
         count = 0
         for _ in self.streamed.iterate():
+            count += 1
+        return count
+
+    def stream_n(self, n: int) -> int:
+        count = 0
+        for _ in self.streamed.iterate({"limit": n}):
             count += 1
         return count
 
@@ -69,8 +92,9 @@ class Nxdata(Contender):
         for r in rows:
             create(r)
 
-    def bulk_insert(self, rows: list[dict[str, Any]]) -> None:
-        self.bulk.create_all(rows)
+    def bulk_insert(self, rows: Callable[[int], Iterator[tuple[Any, ...]]], n: int) -> int:
+        # Tuples in the insert type's field order: create_all takes them (its annotation lags).
+        return self.bulk.create_all(rows(n))
 
     def update_by_id(self, changes: list[tuple[str, str, int]]) -> None:
         update_by_id = self.writes.update_by_id
@@ -118,6 +142,26 @@ class Nxdata(Contender):
                 wallets.update_by_id(source, {"balance": balance[source] - amount}, transaction=tx)
                 wallets.update_by_id(target, {"balance": balance[target] + amount}, transaction=tx)
 
-    def concurrency(self, batches: list[list[str]]) -> None:
-        for future in [self.executor.submit(self.pk_lookup, ids) for ids in batches]:
-            future.result()
+    def reads_one_by_one(self, ops: list[tuple[list[str], ...]]) -> None:
+        for op in ops:
+            for repo, ids in zip(self.tables, op, strict=True):
+                find_by_id = repo.find_by_id
+                for id_ in ids:
+                    assert find_by_id(id_) is not None
+
+    def reads_together(self, ops: list[tuple[list[str], ...]]) -> None:
+        read_together = self.db.read_together
+        for op in ops:
+            found = read_together(
+                *(
+                    repo.later.find_by_id(id_)
+                    for repo, ids in zip(self.tables, op, strict=True)
+                    for id_ in ids
+                )
+            )
+            assert all(row is not None for row in found)
+
+    def reads_by_ids(self, ops: list[tuple[list[str], ...]]) -> None:
+        for op in ops:
+            for repo, ids in zip(self.tables, op, strict=True):
+                assert len(repo.find_by_ids(ids)) == len(ids)

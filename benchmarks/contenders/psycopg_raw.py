@@ -1,30 +1,41 @@
-"""Raw psycopg 3, sync: the limit every other contender is divided by.
+"""Raw psycopg 3, sync, through a pool: hand-written SQL, server-side prepared statements
+(``prepare=True``), rows as plain tuples, default loaders (so jsonb goes through psycopg's
+``json.loads`` loader), a ``psycopg_pool`` pool of autocommit connections borrowed per operation,
+COPY for bulk inserts (jsonb by psycopg's own ``JsonbDumper``), ``cursor.stream`` for streaming.
 
-Hand-written SQL, server-side prepared statements (``prepare=True``), rows as plain tuples, default
-loaders (so jsonb goes through psycopg's ``json.loads`` loader), a ``psycopg_pool`` pool of
-autocommit connections borrowed per operation, COPY for bulk inserts, ``cursor.stream`` for
-streaming.
+The baseline of the scenarios that have no dedicated-connection twin (`PsycopgConn`): the large
+fetch ("raw psycopg default"), concurrency, filter compilation, memory.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import psycopg_pool
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, JsonbDumper
 
-from ..data import SQL, as_tuples
-from .base import Contender
+from ..data import SQL
+from .base import Contender, Threaded
 from .handwritten import compose_filter
 
 __all__ = ["Psycopg"]
 
+_PK = (SQL.pk_lookup, SQL.pk_write, SQL.pk_wallet)
+_IDS = (SQL.ids_item, SQL.ids_write, SQL.ids_wallet)
 
-class Psycopg(Contender):
+
+class Psycopg(Threaded, Contender):
     name = "psycopg"
-    label = "raw psycopg 3 (tuples, prepared)"
+    label = "raw psycopg 3 through a pool (tuples, prepared)"
+    concurrency = "threads"
+    notes = {
+        "delete_by_id": "checks the row count (no row back)",
+        "transfer": "locks and reads (id, balance) only; updates return nothing",
+        "reads_together": "tuples",
+        "reads_by_ids": "tuples, in the server's order",
+    }
 
     def setup(self) -> None:
         self.pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
@@ -35,10 +46,9 @@ class Psycopg(Contender):
             open=True,
         )
         self.pool.wait()
-        self.executor = ThreadPoolExecutor(self.ctx.workers)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.close_threads()
         self.pool.close()
 
     def borrow(self, n: int) -> None:
@@ -61,12 +71,25 @@ class Psycopg(Contender):
 
     def large_fetch(self) -> list[Any]:
         with self.pool.connection() as conn:
-            return conn.execute(SQL.fetch_all, prepare=True).fetchall()
+            rows: list[Any] = conn.execute(SQL.fetch_all, prepare=True).fetchall()
+        return rows
+
+    def fetch_n(self, n: int) -> list[Any]:
+        with self.pool.connection() as conn:
+            rows: list[Any] = conn.execute(SQL.fetch_n, (n,), prepare=True).fetchall()
+        return rows
 
     def stream(self) -> int:
         count = 0
         with self.pool.connection() as conn, conn.cursor() as cur:
             for _ in cur.stream(SQL.stream_all, size=1000):
+                count += 1
+        return count
+
+    def stream_n(self, n: int) -> int:
+        count = 0
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            for _ in cur.stream(SQL.fetch_n, (n,), size=1000):
                 count += 1
         return count
 
@@ -89,17 +112,16 @@ class Psycopg(Contender):
                 ).fetchone()
             assert row is not None
 
-    def prepare_bulk_insert(self, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
-        return (as_tuples(rows, wrap_json=True),)
-
-    def bulk_insert(self, rows: list[tuple[Any, ...]]) -> None:
-        with (
-            self.pool.connection() as conn,
-            conn.cursor() as cur,
-            cur.copy(SQL.copy_bulk) as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+    def bulk_insert(self, rows: Callable[[int], Iterator[tuple[Any, ...]]], n: int) -> int:
+        count = 0
+        with self.pool.connection() as conn, conn.cursor() as cur:
+            cur.adapters.register_dumper(dict, JsonbDumper)  # the jsonb column's dicts
+            with cur.copy(SQL.copy_bulk) as copy:
+                write_row = copy.write_row
+                for row in rows(n):
+                    write_row(row)
+                    count += 1
+        return count
 
     def update_by_id(self, changes: list[tuple[str, str, int]]) -> None:
         pool = self.pool
@@ -131,6 +153,29 @@ class Psycopg(Contender):
                 conn.execute(SQL.set_balance, (balance[source] - amount, source), prepare=True)
                 conn.execute(SQL.set_balance, (balance[target] + amount, target), prepare=True)
 
-    def concurrency(self, batches: list[list[str]]) -> None:
-        for future in [self.executor.submit(self.pk_lookup, ids) for ids in batches]:
-            future.result()
+    def reads_one_by_one(self, ops: list[tuple[list[str], ...]]) -> None:
+        pool = self.pool
+        for op in ops:
+            for query, ids in zip(_PK, op, strict=True):
+                for id_ in ids:
+                    with pool.connection() as conn:
+                        assert conn.execute(query, (id_,), prepare=True).fetchone() is not None
+
+    def reads_together(self, ops: list[tuple[list[str], ...]]) -> None:
+        pool = self.pool
+        for op in ops:
+            with pool.connection() as conn, conn.pipeline():
+                cursors = [
+                    conn.execute(query, (id_,), prepare=True)
+                    for query, ids in zip(_PK, op, strict=True)
+                    for id_ in ids
+                ]
+                assert all(cursor.fetchone() is not None for cursor in cursors)
+
+    def reads_by_ids(self, ops: list[tuple[list[str], ...]]) -> None:
+        pool = self.pool
+        for op in ops:
+            for query, ids in zip(_IDS, op, strict=True):
+                with pool.connection() as conn:
+                    rows = conn.execute(query, (ids,), prepare=True).fetchall()
+                assert len(rows) == len(ids)

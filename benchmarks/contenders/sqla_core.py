@@ -4,22 +4,35 @@ results, ``executemany`` (insertmanyvalues) for bulk inserts, ``yield_per`` for 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from sqlalchemy import create_engine, delete, func, insert, select, update
 
-from .base import Contender
+from ..data import BULK_COLUMNS
+from .base import Contender, Threaded
 from .sqla_models import StatementCache, filtered, from_filter, tables
 
 __all__ = ["SqlalchemyCore"]
 
 
-class SqlalchemyCore(Contender):
+class SqlalchemyCore(Threaded, Contender):
     name = "sqlalchemy-core"
     label = "SQLAlchemy 2 Core (psycopg)"
+    concurrency = "headline"
+    inapplicable = {
+        "reads_together": "no pipelining of different statements",
+        "fetch_n": "not in the scale curves",
+        "stream_n": "not in the scale curves",
+    }
+    notes = {
+        "bulk_insert": "executemany of dicts made from the tuples",
+        "delete_by_id": "checks the row count (no row back)",
+        "transfer": "locks and reads (id, balance) only; updates return nothing",
+        "reads_one_by_one": "one connection for the ten reads",
+    }
 
     def setup(self) -> None:
         url = self.ctx.url
@@ -36,10 +49,10 @@ class SqlalchemyCore(Contender):
             tables["Wallet"],
         )
         self.statements = StatementCache(self.engine.dialect)
-        self.executor = ThreadPoolExecutor(self.ctx.workers)
+        self.reads = (self.item, self.write, self.wallet)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.close_threads()
         self.engine.dispose()
 
     def pk_lookup(self, ids: list[str]) -> None:
@@ -73,9 +86,12 @@ class SqlalchemyCore(Contender):
             with engine.begin() as conn:
                 conn.execute(insert(t).values(r).returning(*t.c)).one()
 
-    def bulk_insert(self, rows: list[dict[str, Any]]) -> None:
+    def bulk_insert(self, rows: Callable[[int], Iterator[tuple[Any, ...]]], n: int) -> int:
         with self.engine.begin() as conn:
-            conn.execute(insert(self.bulk), rows)
+            conn.execute(
+                insert(self.bulk), [dict(zip(BULK_COLUMNS, r, strict=True)) for r in rows(n)]
+            )
+        return n
 
     def update_by_id(self, changes: list[tuple[str, str, int]]) -> None:
         engine, t = self.engine, self.write
@@ -122,6 +138,17 @@ class SqlalchemyCore(Contender):
                         .values(balance=balance[id_] + value, modified_at=func.now())
                     )
 
-    def concurrency(self, batches: list[list[str]]) -> None:
-        for future in [self.executor.submit(self.pk_lookup, ids) for ids in batches]:
-            future.result()
+    def reads_one_by_one(self, ops: list[tuple[list[str], ...]]) -> None:
+        engine = self.engine
+        for op in ops:
+            with engine.connect() as conn:
+                for t, ids in zip(self.reads, op, strict=True):
+                    for id_ in ids:
+                        assert conn.execute(select(t).where(t.c.id == id_)).first() is not None
+
+    def reads_by_ids(self, ops: list[tuple[list[str], ...]]) -> None:
+        engine = self.engine
+        for op in ops:
+            with engine.connect() as conn:
+                for t, ids in zip(self.reads, op, strict=True):
+                    assert len(conn.execute(select(t).where(t.c.id.in_(ids))).all()) == len(ids)

@@ -24,9 +24,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import nxdata as nx
 
-from ..data import Item, ItemBulk, ItemStream, ItemWrite, Wallet
+from ..data import BULK_COLUMNS, Item, ItemBulk, ItemStream, ItemWrite, Wallet
 
-__all__ = ["ItemBulkORM", "ItemORM", "ItemStreamORM", "ItemWriteORM", "WalletORM", "tables"]
+__all__ = [
+    "ORM_BULK_KEYS",
+    "ItemBulkORM",
+    "ItemORM",
+    "ItemStreamORM",
+    "ItemWriteORM",
+    "WalletORM",
+    "tables",
+]
 
 metadata = MetaData()
 
@@ -135,6 +143,10 @@ def orm_kwargs(row: dict[str, Any]) -> dict[str, Any]:
     kwargs = dict(row)
     kwargs["metadata_"] = kwargs.pop("metadata")
     return kwargs
+
+
+ORM_BULK_KEYS = tuple("metadata_" if c == "metadata" else c for c in BULK_COLUMNS)
+"""The bulk insert's tuple columns as ORM constructor keywords."""
 
 
 def filtered(

@@ -3,7 +3,7 @@ work for writes (get, change, commit), ``add_all`` for bulk inserts, ``yield_per
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -11,8 +11,9 @@ import psycopg
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from .base import Contender
+from .base import Contender, Threaded
 from .sqla_models import (
+    ORM_BULK_KEYS,
     ItemBulkORM,
     ItemORM,
     ItemStreamORM,
@@ -26,10 +27,23 @@ from .sqla_models import (
 
 __all__ = ["SqlalchemyOrm"]
 
+_READS: tuple[Any, ...] = (ItemORM, ItemWriteORM, WalletORM)
 
-class SqlalchemyOrm(Contender):
+
+class SqlalchemyOrm(Threaded, Contender):
     name = "sqlalchemy-orm"
     label = "SQLAlchemy 2 ORM (psycopg)"
+    concurrency = "headline"
+    inapplicable = {
+        "reads_together": "no pipelining of different statements",
+        "fetch_n": "not in the scale curves",
+        "stream_n": "not in the scale curves",
+    }
+    notes = {
+        "delete_by_id": "get, delete, commit",
+        "update_by_id": "get, change, commit",
+        "reads_one_by_one": "one Session for the ten reads",
+    }
 
     def setup(self) -> None:
         url = self.ctx.url
@@ -40,10 +54,9 @@ class SqlalchemyOrm(Contender):
             max_overflow=0,
         )
         self.statements = StatementCache(self.engine.dialect)
-        self.executor = ThreadPoolExecutor(self.ctx.workers)
 
     def close(self) -> None:
-        self.executor.shutdown()
+        self.close_threads()
         self.engine.dispose()
 
     def pk_lookup(self, ids: list[str]) -> None:
@@ -77,10 +90,13 @@ class SqlalchemyOrm(Contender):
                 session.add(ItemWriteORM(**orm_kwargs(r)))
                 session.commit()
 
-    def bulk_insert(self, rows: list[dict[str, Any]]) -> None:
+    def bulk_insert(self, rows: Callable[[int], Iterator[tuple[Any, ...]]], n: int) -> int:
         with Session(self.engine) as session:
-            session.add_all([ItemBulkORM(**orm_kwargs(r)) for r in rows])
+            session.add_all(
+                [ItemBulkORM(**dict(zip(ORM_BULK_KEYS, r, strict=True))) for r in rows(n)]
+            )
             session.commit()
+        return n
 
     def update_by_id(self, changes: list[tuple[str, str, int]]) -> None:
         engine = self.engine
@@ -123,6 +139,18 @@ class SqlalchemyOrm(Contender):
                 by_id[source].balance -= amount
                 by_id[target].balance += amount
 
-    def concurrency(self, batches: list[list[str]]) -> None:
-        for future in [self.executor.submit(self.pk_lookup, ids) for ids in batches]:
-            future.result()
+    def reads_one_by_one(self, ops: list[tuple[list[str], ...]]) -> None:
+        engine = self.engine
+        for op in ops:
+            with Session(engine) as session:
+                for model, ids in zip(_READS, op, strict=True):
+                    for id_ in ids:
+                        assert session.get(model, id_) is not None
+
+    def reads_by_ids(self, ops: list[tuple[list[str], ...]]) -> None:
+        engine = self.engine
+        for op in ops:
+            with Session(engine) as session:
+                for model, ids in zip(_READS, op, strict=True):
+                    found = session.scalars(select(model).where(model.id.in_(ids))).all()
+                    assert len(found) == len(ids)
