@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import inspect
 import itertools
@@ -1636,7 +1637,8 @@ class Repository(Generic[T]):
         a caller's transaction is left as it was before the call.
 
         `rows`: any iterable — a list, a generator — of dicts, Structs, JSON documents or tuples
-        (the insert type's fields in their declared order, every one given).
+        (the insert type's fields in their declared order; trailing ones with defaults may be
+        left out).
 
         Without ``returning``: COPY, streamed: the rows are pulled from `rows`, validated and
         converted a chunk at a time while the server stores the chunks before them, so a
@@ -2296,12 +2298,12 @@ def _validate_all(
     target = table.client_insert_type if client else table.insert_type
     validated: list[msgspec.Struct]
     kinds = set(map(type, items))  # map(type, ...): C speed over 100k rows
-    if kinds == {tuple}:
-        items = _tuple_rows(target, items, start, table)
-        kinds = {dict}
-    if kinds == {dict}:
+    if kinds == {dict} or kinds == {tuple}:
+        # Tuples: the insert type's fields in order, read by an array-like subclass of it
+        # (a tenth of the cost of making dicts of them first).
+        shape = _array_like(target) if kinds == {tuple} else target
         try:
-            validated = msgspec.convert(items, list[target])  # type: ignore[valid-type]
+            validated = msgspec.convert(items, list[shape])  # type: ignore[valid-type]
         except msgspec.ValidationError as exc:
             message = str(exc)
             if start:
@@ -2331,20 +2333,13 @@ def _validate_all(
     return validated
 
 
-def _tuple_rows(
-    target: type[msgspec.Struct], items: list[Any], start: int, table: Table[Any]
-) -> list[dict[str, Any]]:
-    """Tuple rows as dicts: a value for each of the insert type's fields, in declared order."""
-    names = target.__struct_fields__
-    width = len(names)
-    for index, item in enumerate(items, start):
-        if len(item) != width:
-            raise ValidationError(
-                f"a tuple row has a value for each field, in order ({', '.join(names)}): "
-                f"{width} values expected, got {len(item)} - at `$[{index}]`",
-                table=table.qualified_name,
-            )
-    return [dict(zip(names, item, strict=True)) for item in items]
+@functools.cache
+def _array_like(target: type[msgspec.Struct]) -> type[msgspec.Struct]:
+    """A subclass of an insert type that reads a row from a tuple (array-like)."""
+    derived: type[msgspec.Struct] = msgspec.defstruct(
+        f"{target.__name__}Tuple", [], bases=(target,), array_like=True
+    )
+    return derived
 
 
 def _given(struct: msgspec.Struct) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import typing
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -60,7 +61,7 @@ from .objects import (
 )
 from .partitioning import PartitionBy, Partitioning, resolve_partitioning
 from .sqltypes import ColumnKind, bounded, resolve
-from .values import clip, decimal_problem, numeric_bounds, text_problem
+from .values import clip, decimal_problem, decimals_fit, numeric_bounds, text_problem
 
 __all__ = [
     "Check",
@@ -1255,6 +1256,10 @@ class Table(Generic[T]):
         if column.kind == "scalar" and column.python_type is str:
             joined = "".join(filter(None, values))
             if text_problem(joined) is None:
+                return
+        elif column.kind == "scalar" and column.python_type is Decimal:
+            present = [v for v in values if v is not None and v is not msgspec.UNSET]
+            if decimals_fit(present, numeric_bounds(column.sql_type.partition("[")[0])):
                 return
         for index, value in enumerate(values):
             if value is None or value is msgspec.UNSET:

@@ -10,7 +10,7 @@ error of their layer (`ValidationError` for bodies, `FilterError` for filters) n
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 __all__ = [
@@ -113,3 +113,25 @@ def decimal_problem(value: Decimal, bounds: NumericBounds) -> str | None:
     if excess > 0 and any(digits[-excess:]):
         return f"{shown(value)} has more than {scale} decimal places"
     return None
+
+
+def decimals_fit(values: list[Decimal], bounds: NumericBounds) -> bool:
+    """Whether every value fits (see `decimal_problem`), checked a column at a time in C
+    (``map`` over Decimal's own methods): the common all-good case costs a fraction of a call
+    per value. False means some value does not: `decimal_problem` says which and why."""
+    if not all(map(Decimal.is_finite, values)):
+        return False
+    if bounds is None or not values:
+        return True
+    limit, scale = bounds
+    if max(map(abs, values)) >= limit:
+        return False
+    step = _STEPS.get(scale) or _STEPS.setdefault(scale, Decimal(1).scaleb(-scale))
+    # quantize rounds to the scale: a value with more decimal places comes back different
+    try:
+        return list(map(Decimal.quantize, values, [step] * len(values))) == values
+    except InvalidOperation:  # more digits than the context's precision: ask value by value
+        return False
+
+
+_STEPS: dict[int, Decimal] = {}
