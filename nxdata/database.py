@@ -17,7 +17,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, TypeVar, overload
-from weakref import WeakSet
 
 import psycopg
 import psycopg_pool
@@ -52,6 +51,10 @@ from .replicas import LAG_SQL, Replica, ReplicaSet, ReplicaState, ReplicaWatch
 from .transaction import Transaction, TransactionBlock, begin
 
 _IDLE = psycopg.pq.TransactionStatus.IDLE
+# Connection.nxdata_marks: what _release must do with a connection.
+_DIRTY = 1  # code of the caller's ran on it: reset the session
+_STALE = 2  # holds prepared statements a migration made stale: DEALLOCATE ALL
+_WRITER = 4  # borrowed for a write: read-your-writes starts when it comes back
 _INERROR = psycopg.pq.TransactionStatus.INERROR
 _OK = psycopg.pq.ConnStatus.OK
 
@@ -89,11 +92,6 @@ class Database:
         self._embedded: EmbeddedPostgres | None = None
         self._closed = False  # close() was called: no more lazy opening
         self._opening = Lock()
-        # Connections on which code of the caller's ran (raw SQL, a borrowed connection): they
-        # may hold session state (SET, LISTEN, temp tables...) and are reset before reuse.
-        self._dirty: WeakSet[psycopg.Connection[Any]] = WeakSet()
-        # Connections holding prepared statements that a migration made stale (StalePlan).
-        self._stale_plans: WeakSet[psycopg.Connection[Any]] = WeakSet()
         self._settings: ContextVar[Settings] = ContextVar(f"nxdata_settings_{id(self)}", default=())
         # The innermost open transaction block of this task/thread on this database: calls
         # without transaction= join it, and a block inside it makes a savepoint.
@@ -122,7 +120,6 @@ class Database:
         self._sticky: ContextVar[list[Replica | bool] | None] = ContextVar(
             f"nxdata_sticky_{id(self)}", default=None
         )
-        self._writers: WeakSet[psycopg.Connection[Any]] = WeakSet()
         self._observer = QueryObserver(
             database=name,
             on_query=self.options.on_query,
@@ -273,6 +270,9 @@ class Database:
 
         class Connection(psycopg.Connection[Any]):
             nxdata_replica = replica
+            # What `_release` must do (bits, see _DIRTY / _STALE / _WRITER): an attribute of
+            # the connection, not a set of them, keeps the usual release a single test.
+            nxdata_marks = 0
 
             @classmethod
             def connect(cls, *args: Any, **kwargs: Any) -> Any:
@@ -364,7 +364,7 @@ class Database:
                 yield inner.connection
             return
         conn = self._acquire()
-        self._dirty.add(conn)
+        conn.nxdata_marks |= _DIRTY  # type: ignore[attr-defined]
         try:
             conn.set_autocommit(False)
             if self._base:  # behind PgBouncer: statement_timeout for this transaction
@@ -447,7 +447,7 @@ class Database:
         if not conn.autocommit:
             conn.set_autocommit(True)
         if write and self.options.read_your_writes:
-            self._writers.add(conn)
+            conn.nxdata_marks |= _WRITER  # type: ignore[attr-defined]
         return conn
 
     def _reads_may_use_replicas(self) -> bool:
@@ -567,9 +567,8 @@ class Database:
         ``timeout`` (a server restart of a few seconds is waited out)."""
         options = self.options
         start = time.monotonic()
+        left = options.timeout
         while True:
-            waited = time.monotonic() - start
-            left = options.timeout - waited
             try:
                 conn: psycopg.Connection[Any] = pool.getconn(timeout=max(0.01, min(left, 0.25)))
                 return conn
@@ -579,6 +578,7 @@ class Database:
                     raise connection_failed(self.url, down[1]) from exc
                 if waited >= options.timeout:
                     raise pool_timeout(self.name, options, exc) from exc
+                left = options.timeout - waited
             except psycopg.OperationalError as exc:
                 raise connection_failed(self.url, exc) from exc
 
@@ -590,17 +590,18 @@ class Database:
                 conn.rollback()
             if not conn.autocommit:
                 conn.set_autocommit(True)
-            if conn in self._stale_plans:
-                self._stale_plans.discard(conn)
-                conn.execute("DEALLOCATE ALL")  # psycopg forgets its prepared statements
-            if conn in self._dirty:
-                self._dirty.discard(conn)
-                conn.execute(_RESET_SESSION, prepare=False)
-                if self.options.session_setup(pooler=self._pooler_of(conn)):
-                    self._configure(conn)
+            marks = conn.nxdata_marks  # type: ignore[attr-defined]
+            if marks & (_STALE | _DIRTY):
+                conn.nxdata_marks = marks & ~(_STALE | _DIRTY)  # type: ignore[attr-defined]
+                if marks & _STALE:  # psycopg forgets its prepared statements too
+                    conn.execute("DEALLOCATE ALL")
+                if marks & _DIRTY:
+                    conn.execute(_RESET_SESSION, prepare=False)
+                    if self.options.session_setup(pooler=self._pooler_of(conn)):
+                        self._configure(conn)
         except psycopg.Error:
             pass  # a broken connection: the pool notices and replaces it
-        replica: Replica | None = getattr(conn, "nxdata_replica", None)
+        replica: Replica | None = conn.nxdata_replica  # type: ignore[attr-defined]
         if replica is not None:
             if self._watch is not None:
                 self._watch.done(id(conn))
@@ -609,8 +610,8 @@ class Database:
             if replica.pool is not None:
                 replica.pool.putconn(conn)
             return
-        if self._writers and conn in self._writers:
-            self._writers.discard(conn)
+        if conn.nxdata_marks & _WRITER:  # type: ignore[attr-defined]
+            conn.nxdata_marks &= ~_WRITER  # type: ignore[attr-defined]
             now = time.monotonic()
             self._wrote_any = now
             self._wrote_at.set(now)
@@ -622,7 +623,15 @@ class Database:
         """Reset `conn`'s session (settings, role, LISTEN, temporary tables, advisory locks) when
         it goes back to the pool: for code that ran its own statements on a connection nxdata
         lent it."""
-        self._dirty.add(conn)
+        conn.nxdata_marks = getattr(conn, "nxdata_marks", 0) | _DIRTY  # type: ignore[attr-defined]
+
+    def _mark_stale(self, conn: psycopg.Connection[Any]) -> None:
+        """Drop `conn`'s prepared statements when it goes back (a migration made them stale)."""
+        conn.nxdata_marks = getattr(conn, "nxdata_marks", 0) | _STALE  # type: ignore[attr-defined]
+
+    def _not_a_write(self, conn: psycopg.Connection[Any]) -> None:
+        """`conn` was borrowed for writing but only reads (a read-only transaction)."""
+        conn.nxdata_marks = getattr(conn, "nxdata_marks", 0) & ~_WRITER  # type: ignore[attr-defined]
 
     # -- transaction-local settings (row-level security) -----------------------------------------
 
@@ -810,7 +819,7 @@ class Database:
                 raise ConfigurationError(refusal)
         conn = tx._connection() if tx is not None else self._acquire()
         if changes_session(query):
-            self._dirty.add(conn)
+            self.mark_dirty(conn)
         started = self._observer.start()
         try:
             cursor = self._run(

@@ -664,7 +664,7 @@ class Repository(Generic[T]):
                     # A migration changed the table under a prepared statement: drop the
                     # connection's prepared statements (when it goes back) and, outside a
                     # transaction, run the statement again; inside one the transaction is lost.
-                    self.db._stale_plans.add(conn)
+                    self.db._mark_stale(conn)
                     if transaction is None and stale > 0:
                         stale -= 1
                         continue

@@ -312,7 +312,7 @@ def begin(
     for attempt in (1, 2):
         conn = db._acquire(write=True)  # transactions run on the primary
         if read_only:
-            db._writers.discard(conn)  # not a write: read-your-writes does not start
+            db._not_a_write(conn)  # read-your-writes does not start
         try:
             if settings:
                 with conn.pipeline():  # one round trip

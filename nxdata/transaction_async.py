@@ -311,7 +311,7 @@ async def begin(
     for attempt in (1, 2):
         conn = await db._acquire(write=True)  # transactions run on the primary
         if read_only:
-            db._writers.discard(conn)  # not a write: read-your-writes does not start
+            db._not_a_write(conn)  # read-your-writes does not start
         try:
             if settings:
                 async with conn.pipeline():  # one round trip
