@@ -1,13 +1,15 @@
 """What migra does not compare, compared from PostgreSQL's catalogs, and which objects a diff may
 drop.
 
-- **comments** on tables, columns, views, materialized views, functions, procedures and
-  sequences (migra compares none);
+- **comments** on tables, columns (of views too), views, materialized views, functions,
+  procedures, sequences, indexes, constraints, triggers, policies, enum and composite types
+  and the schema itself (migra compares none);
 - **sequence options** (``ALTER SEQUENCE``: migra only creates and drops sequences) and
-  ``OWNED BY``;
+  ``OWNED BY``; an identity column's sequence options (``ALTER TABLE ... ALTER COLUMN ...
+  SET INCREMENT BY ...``: migra compares only whether a column is an identity);
 - ``FORCE ROW LEVEL SECURITY`` (migra only enables and disables it);
-- **privileges** on tables, views, sequences, functions and the schema itself, from the
-  objects' ACLs (migra's optional privileges cover tables only and ignore the schema);
+- **privileges** on tables, views, sequences, functions, the schema itself and columns, with
+  their grant option, from the objects' ACLs (migra's optional privileges cover tables only);
 - **ownership**: which objects in the target the declarations own (the throwaway database has
   them) or a generated migration created (the migrations folder says so); a drop of anything
   else is an ``drops-object`` hazard, and objects matching an `Unmanaged` pattern are left alone.
@@ -71,8 +73,9 @@ SELECT 'COLUMN', quote_ident(n.nspname) || '.' || quote_ident(c.relname) || '.'
   JOIN pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass
    AND d.objsubid = a.attnum
- WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND a.attnum > 0
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p', 'v', 'm') AND a.attnum > 0
    AND NOT a.attisdropped
+   AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = c.oid AND e.deptype = 'e')
 UNION ALL
 SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
        p.oid::regprocedure::text, n.nspname || '.' || p.proname, d.description
@@ -80,6 +83,51 @@ SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
   LEFT JOIN pg_description d ON d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass
  WHERE n.nspname = %(schema)s AND p.prokind IN ('f', 'p')
    AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = p.oid AND e.deptype = 'e')
+UNION ALL
+SELECT 'INDEX', quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       n.nspname || '.' || c.relname, d.description
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass
+   AND d.objsubid = 0
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('i', 'I')
+   AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = c.oid AND e.deptype = 'e')
+UNION ALL
+SELECT 'CONSTRAINT', quote_ident(k.conname) || ' ON ' || quote_ident(n.nspname) || '.'
+       || quote_ident(t.relname), n.nspname || '.' || t.relname || '.' || k.conname,
+       d.description
+  FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  LEFT JOIN pg_description d ON d.objoid = k.oid AND d.classoid = 'pg_constraint'::regclass
+ WHERE n.nspname = %(schema)s
+UNION ALL
+SELECT 'TRIGGER', quote_ident(g.tgname) || ' ON ' || quote_ident(n.nspname) || '.'
+       || quote_ident(t.relname), n.nspname || '.' || t.relname || '.' || g.tgname,
+       d.description
+  FROM pg_trigger g JOIN pg_class t ON t.oid = g.tgrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  LEFT JOIN pg_description d ON d.objoid = g.oid AND d.classoid = 'pg_trigger'::regclass
+ WHERE n.nspname = %(schema)s AND NOT g.tgisinternal
+UNION ALL
+SELECT 'POLICY', quote_ident(p.polname) || ' ON ' || quote_ident(n.nspname) || '.'
+       || quote_ident(t.relname), n.nspname || '.' || t.relname || '.' || p.polname,
+       d.description
+  FROM pg_policy p JOIN pg_class t ON t.oid = p.polrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  LEFT JOIN pg_description d ON d.objoid = p.oid AND d.classoid = 'pg_policy'::regclass
+ WHERE n.nspname = %(schema)s
+UNION ALL
+SELECT 'TYPE', quote_ident(n.nspname) || '.' || quote_ident(y.typname),
+       n.nspname || '.' || y.typname, d.description
+  FROM pg_type y JOIN pg_namespace n ON n.oid = y.typnamespace
+  LEFT JOIN pg_description d ON d.objoid = y.oid AND d.classoid = 'pg_type'::regclass
+ WHERE n.nspname = %(schema)s AND (y.typtype = 'e'
+       OR (y.typtype = 'c' AND (SELECT c.relkind FROM pg_class c WHERE c.oid = y.typrelid) = 'c'))
+   AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = y.oid AND e.deptype = 'e')
+UNION ALL
+SELECT 'SCHEMA', quote_ident(n.nspname), n.nspname, d.description
+  FROM pg_namespace n
+  LEFT JOIN pg_description d ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass
+ WHERE n.nspname = %(schema)s
 """
 
 _SEQUENCES = """
@@ -97,6 +145,19 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), format_type(s.se
    AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = c.oid AND e.deptype IN ('e', 'i'))
 """
 
+# Identity columns and the options of their sequences.
+_IDENTITIES = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(t.relname), a.attname,
+       format_type(s.seqtypid, NULL), s.seqincrement, s.seqmin, s.seqmax, s.seqstart,
+       s.seqcache, s.seqcycle
+  FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = t.relnamespace
+  JOIN pg_depend d ON d.refobjid = t.oid AND d.refobjsubid = a.attnum AND d.deptype = 'i'
+   AND d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  JOIN pg_sequence s ON s.seqrelid = d.objid
+ WHERE n.nspname = %(schema)s AND a.attidentity <> '' AND NOT a.attisdropped
+"""
+
 _RLS = """
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relforcerowsecurity
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -104,14 +165,15 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relforcerowsec
 """
 
 # Privileges other roles than the owner hold (the owner's are implicit), from the ACL or, when
-# it was never changed, from the default ACL (functions: EXECUTE to PUBLIC).
+# it was never changed, from the default ACL (functions: EXECUTE to PUBLIC); then whether it
+# was given WITH GRANT OPTION, and the column of a column privilege ('' for the others).
 _PRIVILEGES = """
 SELECT CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'view'
        ELSE 'table' END,
        quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname,
        lower(a.privilege_type),
        CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END,
-       c.relacl IS NULL
+       c.relacl IS NULL, a.is_grantable, ''
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,
        aclexplode(coalesce(c.relacl, acldefault(
            CASE c.relkind WHEN 'S' THEN 's'::"char" ELSE 'r'::"char" END, c.relowner))) a
@@ -122,7 +184,7 @@ UNION ALL
 SELECT 'function', p.oid::regprocedure::text, n.nspname || '.' || p.proname,
        lower(a.privilege_type),
        CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END,
-       p.proacl IS NULL
+       p.proacl IS NULL, a.is_grantable, ''
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
        aclexplode(coalesce(p.proacl, acldefault('f'::"char", p.proowner))) a
  WHERE n.nspname = %(schema)s AND p.prokind IN ('f', 'p') AND a.grantee <> p.proowner
@@ -130,9 +192,18 @@ SELECT 'function', p.oid::regprocedure::text, n.nspname || '.' || p.proname,
 UNION ALL
 SELECT 'schema', quote_ident(n.nspname), n.nspname, lower(a.privilege_type),
        CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END,
-       n.nspacl IS NULL
+       n.nspacl IS NULL, a.is_grantable, ''
   FROM pg_namespace n, aclexplode(coalesce(n.nspacl, acldefault('n'::"char", n.nspowner))) a
  WHERE n.nspname = %(schema)s AND a.grantee <> n.nspowner
+UNION ALL
+SELECT 'column', quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+       n.nspname || '.' || c.relname, lower(a.privilege_type),
+       CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee) END,
+       false, a.is_grantable, t.attname
+  FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(t.attacl) a
+ WHERE n.nspname = %(schema)s AND t.attacl IS NOT NULL AND t.attnum > 0 AND NOT t.attisdropped
+   AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.grantee <> c.relowner
 """
 
 # What the declarations own, read from the throwaway database.
@@ -170,8 +241,19 @@ SELECT 'row level security', n.nspname || '.' || c.relname FROM pg_class c
 """
 
 
+def _query(conn: psycopg.Connection[Any], query: str, params: Any) -> list[tuple[Any, ...]]:
+    """The rows of a catalog query run with only ``pg_catalog`` on the search path: the names
+    PostgreSQL prints (``regprocedure``, ``pg_get_viewdef``, ``pg_get_triggerdef``,
+    ``pg_get_expr``) are then schema-qualified, as in migra's statements, and the SQL made from
+    them runs whatever the search path of whoever applies it (``public.f(integer)``, not
+    ``f(integer)``)."""
+    with conn.transaction():
+        conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+        return conn.execute(query, params).fetchall()
+
+
 def _rows(conn: psycopg.Connection[Any], query: str, schema: str) -> list[tuple[Any, ...]]:
-    return conn.execute(query, {"schema": schema}).fetchall()
+    return _query(conn, query, {"schema": schema})
 
 
 # -- comments, sequences, FORCE RLS, privileges ----------------------------------------------------
@@ -219,6 +301,89 @@ def sequence_statements(
             )
         if (before[7] if before is not None else None) != owner:
             out.append(f"ALTER SEQUENCE {name} OWNED BY {owner or 'NONE'};")
+    return out
+
+
+_INTEGER_BOUNDS = {
+    "smallint": (-32768, 32767),
+    "integer": (-2147483648, 2147483647),
+    "bigint": (-9223372036854775808, 9223372036854775807),
+}
+
+
+def identity_options(
+    data_type: str, increment: int, low: int, high: int, start: int, cache: int, cycle: bool
+) -> str:
+    """The sequence options of an identity column that differ from what PostgreSQL gives one
+    of its type (``start with 100 increment by 5``); '' when none do."""
+    type_low, type_high = _INTEGER_BOUNDS.get(data_type, _INTEGER_BOUNDS["bigint"])
+    ascending = increment > 0
+    parts = []
+    if start != (low if ascending else high):
+        parts.append(f"start with {start}")
+    if increment != 1:
+        parts.append(f"increment by {increment}")
+    if low != (1 if ascending else type_low):
+        parts.append(f"minvalue {low}")
+    if high != (type_high if ascending else -1):
+        parts.append(f"maxvalue {high}")
+    if cache != 1:
+        parts.append(f"cache {cache}")
+    if cycle:
+        parts.append("cycle")
+    return " ".join(parts)
+
+
+def identity_statements(
+    target: psycopg.Connection[Any], declared: psycopg.Connection[Any], schema: str
+) -> list[str]:
+    """``ALTER TABLE ... ALTER COLUMN ... SET ...`` for identity columns (in both databases)
+    whose sequence options differ; a column that becomes an identity gets its options where
+    it is added (see `migra_text`)."""
+    current = {(r[0], r[1]): identity_options(*r[2:]) for r in _rows(target, _IDENTITIES, schema)}
+    out = []
+    for table, column, *options in sorted(_rows(declared, _IDENTITIES, schema)):
+        before = current.get((table, column))
+        if before is None or before == identity_options(*options):
+            continue
+        _, increment, low, high, start, cache, cycle = options
+        out.append(
+            f"ALTER TABLE {table} ALTER COLUMN {quote_ident(column)} SET INCREMENT BY "
+            f"{increment} SET MINVALUE {low} SET MAXVALUE {high} SET START WITH {start} "
+            f"SET CACHE {cache} SET {'CYCLE' if cycle else 'NO CYCLE'};"
+        )
+    return out
+
+
+# What CREATE OR REPLACE cannot change in a function: its kind, its result (OUT parameters
+# included), its input parameters' names, and the number of its defaults (it can add some).
+_ROUTINES = """
+SELECT p.oid::regprocedure::text, n.nspname || '.' || p.proname, p.prokind,
+       pg_get_function_result(p.oid), pg_get_function_identity_arguments(p.oid),
+       p.pronargdefaults
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = %(schema)s AND p.prokind IN ('f', 'p')
+   AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = p.oid AND e.deptype = 'e')
+"""
+
+
+def replaced_routines(
+    target: psycopg.Connection[Any], declared: psycopg.Connection[Any], schema: str
+) -> dict[str, list[str]]:
+    """``schema.name`` → ``DROP FUNCTION`` (or ``PROCEDURE``) of the functions that migra
+    replaces with ``CREATE OR REPLACE`` but PostgreSQL refuses to (``cannot change return type
+    of existing function``): a changed result, input parameter names, kind, or defaults
+    removed. Each must be dropped just before it is created again."""
+    wanted = {r[0]: r[2:] for r in _rows(declared, _ROUTINES, schema)}
+    out: dict[str, list[str]] = {}
+    for signature, name, kind, result, arguments, defaults in sorted(
+        _rows(target, _ROUTINES, schema)
+    ):
+        new = wanted.get(signature)
+        if new is None or (new[:3] == (kind, result, arguments) and new[3] >= defaults):
+            continue
+        what = "PROCEDURE" if kind == "p" else "FUNCTION"
+        out.setdefault(name, []).append(f"DROP {what} IF EXISTS {signature};")
     return out
 
 
@@ -321,9 +486,9 @@ def column_dependents(
     views: dict[str, tuple[int, str, str]] = {}
     retyped = _retyped_columns(statements)
     for table, column in retyped:
-        rows = target.execute(
-            _DEPENDENT_VIEWS, {"schema": schema, "table": table, "column": column}
-        ).fetchall()
+        rows = _query(
+            target, _DEPENDENT_VIEWS, {"schema": schema, "table": table, "column": column}
+        )
         for depth, relkind, sql_name, identity in rows:
             known = views.get(identity)
             if known is None or known[0] < depth:
@@ -335,7 +500,7 @@ def column_dependents(
         ):
             before.append(f"DROP {kind.upper()} IF EXISTS {sql_name};")
     for identity, (_, _relkind, sql_name) in sorted(views.items(), key=lambda v: v[1][0]):
-        found = declared.execute(_VIEW_DEF, {"identity": identity}).fetchone()
+        found = next(iter(_query(declared, _VIEW_DEF, {"identity": identity})), None)
         created = f"create or replace view {_quoted_both(identity)}" in text or (
             f"create materialized view {_quoted_both(identity)}" in text
         )
@@ -343,9 +508,9 @@ def column_dependents(
             kind = "MATERIALIZED VIEW" if found[0] == "m" else "VIEW"
             after.append(f"CREATE {kind} {sql_name} AS\n{found[1].strip().rstrip(';')};")
     for table, column in retyped:
-        rows = target.execute(
-            _COLUMN_DEPENDENTS, {"schema": schema, "table": table, "column": column}
-        ).fetchall()
+        rows = _query(
+            target, _COLUMN_DEPENDENTS, {"schema": schema, "table": table, "column": column}
+        )
         for kind, name, table_sql, identity in rows:
             if identity in seen:
                 continue
@@ -354,7 +519,7 @@ def column_dependents(
             if f"drop {kind} if exists {quote_ident(name).lower()} on" not in text:
                 before.append(drop)
             query = _TRIGGER_DEF if kind == "trigger" else _POLICY_DEF
-            found = declared.execute(query, {"identity": identity}).fetchone()
+            found = next(iter(_query(declared, query, {"identity": identity})), None)
             if found is not None and f"create {kind} {quote_ident(name).lower()}" not in text:
                 after.append(found[0])
     return before, after
@@ -442,6 +607,44 @@ def view_option_statements(
     return out
 
 
+_TABLE_OPTIONS = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), n.nspname || '.' || c.relname,
+       c.relkind, coalesce(c.reloptions, '{}')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'm')
+"""
+
+
+def table_option_statements(
+    target: psycopg.Connection[Any],
+    declared: psycopg.Connection[Any],
+    schema: str,
+    *,
+    recreated: Iterable[str] = (),
+) -> list[str]:
+    """``ALTER TABLE ... SET (fillfactor=70)`` (and ``RESET``) for tables and materialized
+    views whose storage parameters differ: migra compares none, and creates tables without
+    them. `recreated` materialized views lost theirs."""
+    gone = set(recreated)
+    current = {
+        sql: options
+        for sql, identity, _, options in _rows(target, _TABLE_OPTIONS, schema)
+        if identity not in gone
+    }
+    out = []
+    for sql, _, relkind, options in sorted(_rows(declared, _TABLE_OPTIONS, schema)):
+        before = current.get(sql, [])
+        if sorted(options) == sorted(before):
+            continue
+        kind = "MATERIALIZED VIEW" if relkind == "m" else "TABLE"
+        if options:
+            out.append(f"ALTER {kind} {sql} SET ({', '.join(sorted(options))});")
+        names = {o.partition("=")[0] for o in before} - {o.partition("=")[0] for o in options}
+        if names:
+            out.append(f"ALTER {kind} {sql} RESET ({', '.join(sorted(names))});")
+    return out
+
+
 def _views_created(statement: str) -> list[str]:
     try:
         parsed = parse_sql(statement)
@@ -455,11 +658,18 @@ def _views_created(statement: str) -> list[str]:
 class Privilege:
     """One privilege on one object to one role, as the catalogs hold it."""
 
-    kind: str
+    kind: str  # table, view, sequence, function, schema, or column (of a table or view)
     target: str  # SQL name (a function's regprocedure)
     identity: str  # schema.name
     privilege: str
     role: str
+    grantable: bool = False  # WITH GRANT OPTION
+    column: str = ""  # a column privilege's column
+
+    @property
+    def what(self) -> str:
+        """The privilege, with its column: ``select``, ``select ("email")``."""
+        return f"{self.privilege} ({quote_ident(self.column)})" if self.column else self.privilege
 
     def statement(self, *, revoke: bool = False) -> str:
         """``GRANT`` (or ``REVOKE``) of this privilege."""
@@ -469,7 +679,11 @@ class Privilege:
         )
         role = "PUBLIC" if self.role == "public" else quote_ident(self.role)
         verb, direction = ("REVOKE", "FROM") if revoke else ("GRANT", "TO")
-        return f"{verb} {self.privilege.upper()} ON {on} {self.target} {direction} {role};"
+        option = " WITH GRANT OPTION" if self.grantable and not revoke else ""
+        privilege = self.privilege.upper()
+        if self.column:
+            privilege += f" ({quote_ident(self.column)})"
+        return f"{verb} {privilege} ON {on} {self.target} {direction} {role}{option};"
 
 
 def privileges(
@@ -479,7 +693,9 @@ def privileges(
     without `defaults`, not those an object has by default (EXECUTE on a function to PUBLIC)
     while its privileges were never changed."""
     return {
-        Privilege(*row[:5]) for row in _rows(conn, _PRIVILEGES, schema) if defaults or not row[5]
+        Privilege(row[0], row[1], row[2], row[3], row[4], grantable=row[6], column=row[7])
+        for row in _rows(conn, _PRIVILEGES, schema)
+        if defaults or not row[5]
     }
 
 
@@ -529,18 +745,20 @@ def _by_default(privilege: Privilege) -> bool:
 
 
 def _functions(conn: psycopg.Connection[Any], schema: str) -> set[str]:
-    rows = conn.execute(
+    rows = _query(
+        conn,
         "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n"
         " ON n.oid = p.pronamespace WHERE n.nspname = %(schema)s AND p.prokind IN ('f', 'p')"
         " AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.objid = p.oid AND e.deptype = 'e')",
         {"schema": schema},
-    ).fetchall()
+    )
     return {r[0] for r in rows}
 
 
 def _targets(conn: psycopg.Connection[Any], schema: str) -> dict[str, str]:
     """SQL name → ``schema.name`` of every object of the schema that can hold privileges."""
-    rows = conn.execute(
+    rows = _query(
+        conn,
         "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname),"
         " n.nspname || '.' || c.relname FROM pg_class c"
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
@@ -551,7 +769,7 @@ def _targets(conn: psycopg.Connection[Any], schema: str) -> dict[str, str]:
         " UNION ALL SELECT quote_ident(n.nspname), n.nspname FROM pg_namespace n"
         " WHERE n.nspname = %(schema)s",
         {"schema": schema},
-    ).fetchall()
+    )
     return {r[0]: r[1] for r in rows}
 
 
@@ -563,14 +781,15 @@ def recreated_index_statements(
     wanted = sorted(set(recreated))
     if not wanted:
         return []
-    rows = declared.execute(
+    rows = _query(
+        declared,
         "SELECT pg_get_indexdef(i.indexrelid) || ';' FROM pg_index i"
         " JOIN pg_class m ON m.oid = i.indrelid JOIN pg_namespace n ON n.oid = m.relnamespace"
         " JOIN pg_class x ON x.oid = i.indexrelid"
         " WHERE m.relkind = 'm' AND n.nspname || '.' || m.relname = ANY(%s)"
         " ORDER BY n.nspname, m.relname, x.relname",
         [wanted],
-    ).fetchall()
+    )
     present = {" ".join(s.split()).lower() for s in statements}
     return [r[0] for r in rows if " ".join(r[0].split()).lower() not in present]
 
@@ -747,12 +966,29 @@ def dropped_objects(statement: str) -> list[ObjectKey]:
 
 
 def recreated_objects(statements: Sequence[str]) -> set[str]:
-    """``schema.name`` of the views, materialized views, functions and sequences a statement
-    list drops (migra drops and creates again the views that depend on a changed column): what
-    the target held on them — grants, comments — is gone, and must be given again."""
-    return {
+    """``schema.name`` of the views, materialized views, functions, sequences and indexes, and
+    ``schema.Table.name`` of the constraints, triggers and policies, a statement list drops
+    (migra drops and creates again the views that depend on a changed column, an index whose
+    definition changes...): what the target held on them — grants, comments — is gone, and
+    must be given again."""
+    out = {
         identity
         for statement in statements
         for kind, identity in dropped_objects(statement)
-        if kind in ("view", "function", "sequence")
+        if kind != "row level security"
     }
+    for statement in statements:  # an enum migra creates again renames the old one away
+        if statement.lower().startswith("alter type "):
+            try:
+                parsed = parse_sql(statement)
+            except ParseError:
+                continue
+            for raw in parsed:
+                stmt: Any = raw.stmt
+                if (
+                    type(stmt).__name__ == "RenameStmt"
+                    and stmt.renameType == ObjectType.OBJECT_TYPE
+                ):
+                    names = _names(stmt.object)
+                    out.add(".".join(names) if len(names) > 1 else f"public.{names[0]}")
+    return out

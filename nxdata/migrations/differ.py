@@ -11,8 +11,16 @@ for the SQL our declarations produce:
 - **foreign keys after the keys they reference**: migra adds constraints in name order, so
   ``FK_...`` comes before ``UQ_...`` and a foreign key to a unique constraint added in the same
   file fails. We move foreign-key additions (and their ``VALIDATE``) to the end.
-- **comments, sequence options, FORCE ROW LEVEL SECURITY, privileges**: migra compares none
-  of these (its privileges cover tables only); `catalog` compares them from the catalogs.
+- **comments, sequence and identity options, storage parameters, FORCE ROW LEVEL SECURITY,
+  privileges**: migra compares none of these (its privileges cover tables only); `catalog`
+  compares them from the catalogs, read with only ``pg_catalog`` on the search path so that
+  every name it writes is qualified.
+- **what migra prints itself** (enum values, an enum's columns, collations, identity options,
+  inherited columns and constraints, the order of new columns, a generated column's new
+  expression): quoted, qualified and completed by `migra_text`.
+- **a function whose result type changes**: migra writes ``CREATE OR REPLACE``, which
+  PostgreSQL refuses; it is dropped just before (`catalog.replaced_routines`).
+- **composite types** are created before the tables whose columns use them.
 - **objects made outside the declarations**: migra drops every index, view, function, trigger,
   policy or grant the declarations lack. A drop of one that no declaration owns and no generated
   migration created is an ``drops-object`` hazard (refused without ``--unsafe``); objects matching
@@ -46,7 +54,7 @@ import psycopg
 
 from ..config import sqlalchemy_url
 from ..errors import MigrationError
-from ..objects import Role, Unmanaged
+from ..objects import Role, Unmanaged, sql_string
 from ..table import Schema, _quote
 from ._extras import missing_extras
 from .catalog import (
@@ -56,17 +64,21 @@ from .catalog import (
     declared_objects,
     dropped_objects,
     generated_objects,
+    identity_statements,
     lost_view_columns,
     privilege_statements,
     recreated_index_statements,
     recreated_objects,
+    replaced_routines,
     rls_force_statements,
     sequence_statements,
+    table_option_statements,
     view_option_statements,
 )
 from .citus import citus_tables, distribute
 from .hazards import RECIPES, Hazard, UnsafeStatement, classify, recreated_in
 from .inspect import target_state
+from .migra_text import fix_migra_text
 from .online import Step, plan_steps
 from .partitions import fix_partitions, partition_layout
 from .renames import Renames, fold_renames
@@ -224,12 +236,31 @@ def _identity_restarts(stmt: Any) -> list[str]:
             table = (
                 f"{_quote(stmt.relation.schemaname or 'public')}.{_quote(stmt.relation.relname)}"
             )
-            literal = "'" + table.replace("'", "''") + "'"
-            column = _quote(cmd.name)
+            # pg_get_serial_sequence takes the table as SQL text (quoted names) and the column
+            # as a plain name: both are string literals, quotes doubled.
             out.append(
-                f"SELECT setval(pg_get_serial_sequence({literal}, '{cmd.name}'), "
-                f"coalesce(max({column}), 0) + 1, false) FROM {table};"
+                f"SELECT setval(pg_get_serial_sequence({sql_string(table)}, "
+                f"{sql_string(cmd.name)}), coalesce(max({_quote(cmd.name)}), 0) + 1, false) "
+                f"FROM {table};"
             )
+    return out
+
+
+def _drops_before_replace(statements: Sequence[str], drops: dict[str, list[str]]) -> list[str]:
+    """`statements` with the drops of `drops` (``catalog.replaced_routines``) just before the
+    ``CREATE OR REPLACE`` of the function they name: migra replaces a function whose result
+    type changes, which PostgreSQL refuses."""
+    if not drops:
+        return list(statements)
+    out: list[str] = []
+    for statement in statements:
+        if statement.upper().startswith("CREATE OR REPLACE "):
+            node: Any = _parse(statement)
+            if type(node).__name__ == "CreateFunctionStmt":
+                names = [str(getattr(p, "sval", "")) for p in node.funcname]
+                name = ".".join(names) if len(names) > 1 else f"public.{names[0]}"
+                out += drops.pop(name, [])
+        out.append(statement)
     return out
 
 
@@ -243,7 +274,7 @@ def _fix_statements(statements: Sequence[str]) -> list[str]:
         statement = _idempotent_drop(stmt, _without_truncating_cast(stmt, statement))
         (foreign_keys if _is_foreign_key(stmt) else front).append(statement)
         front += _identity_restarts(stmt)
-    return _functions_first(front + foreign_keys)
+    return _functions_first(_composite_types_first(front + foreign_keys))
 
 
 # What a function may need to exist before it: schemas, extensions, types, sequences.
@@ -258,6 +289,34 @@ _BEFORE_FUNCTIONS = frozenset(
         "CreateRangeStmt",
     }
 )
+
+
+def _composite_types_first(statements: Sequence[str]) -> list[str]:
+    """migra creates composite types (``create type ... as (...)``) after the tables, so a
+    column of one is added before its type exists; a new composite type moves to just after
+    the schemas, enums and sequences (one dropped to be created again keeps its place)."""
+    parsed: list[tuple[str, Any]] = [(s, _parse(s)) for s in statements]
+    dropped = {
+        ".".join(str(getattr(p, "sval", "")) for p in obj.names).lower()
+        for _, n in parsed
+        if type(n).__name__ == "DropStmt" and n.removeType == ObjectType.OBJECT_TYPE
+        for obj in n.objects or ()
+    }
+    moved: list[str] = []
+    rest: list[str] = []
+    for statement, node in parsed:
+        if type(node).__name__ == "CompositeTypeStmt" and (
+            f"{node.typevar.schemaname or 'public'}.{node.typevar.relname}".lower() not in dropped
+        ):
+            moved.append(statement)
+        else:
+            rest.append(statement)
+    if not moved:
+        return list(statements)
+    at = 0
+    while at < len(rest) and type(_parse(rest[at])).__name__ in _BEFORE_FUNCTIONS:
+        at += 1
+    return [*rest[:at], *moved, *rest[at:]]
 
 
 def _functions_first(statements: Sequence[str]) -> list[str]:
@@ -436,8 +495,12 @@ def diff_databases(
             migration = Migration(sa_target, sa_declared, schema=schema.name)
             migration.set_safety(False)  # we classify destructive statements ourselves
             migration.add_all_changes()
-            statements = fix_partitions(
-                [_normalize(s) for s in migration.statements], target_layout, declared_layout
+            statements = fix_migra_text(
+                [_normalize(s) for s in migration.statements], target, declared, schema.name
+            )
+            statements = fix_partitions(statements, target_layout, declared_layout)
+            statements = _drops_before_replace(
+                statements, replaced_routines(target, declared, schema.name)
             )
             statements = _fix_statements(statements)
             if isinstance(schema, Schema):
@@ -454,8 +517,12 @@ def diff_databases(
             recreated = recreated_objects(statements)
             statements += recreated_index_statements(declared, recreated, statements)
             statements += sequence_statements(target, declared, schema.name)
+            statements += identity_statements(target, declared, schema.name)
             statements += rls_force_statements(target, declared, schema.name)
             statements += view_option_statements(target, declared, schema.name, statements)
+            statements += table_option_statements(
+                target, declared, schema.name, recreated=recreated
+            )
             statements += comment_statements(target, declared, schema.name, recreated=recreated)
             grants, revokes = privilege_statements(
                 target, declared, schema.name, recreated=recreated
@@ -516,7 +583,7 @@ def _ownership(
                 ("grant", f"{privilege.identity} {privilege.privilege} {privilege.role}"),
                 ("grant", f"{privilege.identity} all {privilege.role}"),
             }
-            what = f"revokes {privilege.privilege} on {privilege.identity} from {privilege.role}"
+            what = f"revokes {privilege.what} on {privilege.identity} from {privilege.role}"
             hazards.append(_dropped(statement, what, generated=bool(granted & ownership.generated)))
             kept.append(statement)
             continue

@@ -12,8 +12,9 @@ Hazard kinds (each `Hazard` names its statement, the reason and the recipe):
   an existing table, a constraint added and validated at once, ``SET NOT NULL`` without a
   validated CHECK, ``VALIDATE`` in the transaction that added the constraint ``NOT VALID``.
 - ``fails-on-data``: fails when existing rows do not fit: a ``NOT NULL`` column without a
-  default, ``SET NOT NULL``, a new unique index, foreign key or CHECK on an existing table
-  (`data_checks` counts the rows that would fail).
+  default, ``SET NOT NULL``, a new unique index, foreign key or CHECK on an existing table, an
+  enum re-created without values that rows hold, a sequence whose range no longer holds its
+  current value (`data_checks` counts the rows that would fail).
 - ``breaking``: code that is running now stops working: a dropped or renamed column or table,
   a dropped view, function or procedure.
 - ``drops-object`` (found by ``nxdata diff``, which knows the declarations): a drop of a view,
@@ -31,6 +32,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from ..errors import MigrationError
+from ..objects import sql_string
 from ..table import _quote
 from ._extras import missing_extras
 from .files import ALLOW_NEEDED, HAZARD_KINDS
@@ -122,6 +124,13 @@ RECIPES: dict[str, str] = {
     ),
     "drop-declared": (
         "make sure nothing uses it any more (deploy that code first), then rerun with --unsafe"
+    ),
+    "enum-values": (
+        "deploy code that no longer writes the removed values, move the rows that hold them to "
+        "other values (the data check counts them), then re-create the enum"
+    ),
+    "sequence-range": (
+        "move the sequence into its new range first (SELECT setval(...)), or keep its old bounds"
     ),
 }
 
@@ -364,6 +373,8 @@ def classify(
         return key not in created and (everything_exists or key in state.tables)
 
     recreated = recreated_in(statements)
+    enums, retired = _recreated_enums(statements)
+    regenerated = _generated_columns_added(statements)
     for statement in statements:
         for stmt in parse(statement):
             kind = type(stmt).__name__
@@ -375,10 +386,68 @@ def classify(
                 continue
             if kind == "DropStmt" and _drop_keys(stmt) and _drop_keys(stmt) <= recreated:
                 continue  # dropped to be created again (a view around a column change)
-            out += _hazards(stmt, statement, state, exists, valid_checks)
+            if kind == "DropStmt" and stmt.removeType == ObjectType.OBJECT_TYPE:
+                names = {_qualified(_object_name(obj)) for obj in stmt.objects or ()}
+                if names and names <= retired:
+                    continue  # the old version of an enum created again: its columns moved
+            if _regenerated(stmt, state, regenerated):
+                continue  # its new expression: the add that follows rewrites the table
+            out += _hazards(stmt, statement, state, exists, valid_checks, enums)
     if steps is not None:
         out += _validate_in_same_transaction(steps, state, exists)
     return out
+
+
+def _qualified(name: str) -> str:
+    """``schema.name`` of a type or sequence named with or without its schema (``public``,
+    the first schema of the default search path, when without)."""
+    return name if "." in name else f"public.{name}"
+
+
+def _recreated_enums(
+    statements: Sequence[str],
+) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """The enums the statements create (``schema.name`` → values), and the names of the old
+    versions of those they create again: migra renames the old type away
+    (``..._old_version_to_be_dropped``), creates the new one, moves the columns and drops the
+    old one."""
+    created: dict[str, tuple[str, ...]] = {}
+    renamed: dict[str, str] = {}
+    for statement in statements:
+        for stmt in parse(statement):
+            kind = type(stmt).__name__
+            if kind == "CreateEnumStmt":
+                name = _qualified(".".join(str(n.sval) for n in stmt.typeName))
+                created[name] = tuple(str(v.sval) for v in stmt.vals or ())
+            elif kind == "RenameStmt" and stmt.renameType == ObjectType.OBJECT_TYPE:
+                old = _qualified(_object_name(stmt.object))
+                renamed[old] = f"{old.rpartition('.')[0]}.{stmt.newname}"
+    return created, {new for old, new in renamed.items() if old in created}
+
+
+def _generated_columns_added(statements: Sequence[str]) -> set[ColumnKey]:
+    """The stored generated columns the statements add."""
+    out: set[ColumnKey] = set()
+    for statement in statements:
+        for stmt in parse(statement):
+            if type(stmt).__name__ != "AlterTableStmt":
+                continue
+            for cmd in stmt.cmds or ():
+                if cmd.subtype == AlterTableType.AT_AddColumn and any(
+                    c.contype == ConstrType.CONSTR_GENERATED for c in cmd.def_.constraints or ()
+                ):
+                    out.add((*_table(stmt.relation), cmd.def_.colname))
+    return out
+
+
+def _regenerated(stmt: Any, state: TargetState, added: set[ColumnKey]) -> bool:
+    """Whether `stmt` drops a generated column that the statements add again (with a new
+    expression, which PostgreSQL before 17 cannot change in place): no data is lost."""
+    if type(stmt).__name__ != "AlterTableStmt" or len(stmt.cmds or ()) != 1:
+        return False
+    cmd = stmt.cmds[0]
+    key = (*_table(stmt.relation), cmd.name)
+    return cmd.subtype == AlterTableType.AT_DropColumn and key in added and key in state.generated
 
 
 def _hazards(
@@ -387,8 +456,11 @@ def _hazards(
     state: TargetState,
     exists: Any,
     valid_checks: set[tuple[TableKey, str]],
+    enums: Mapping[str, tuple[str, ...]],
 ) -> list[Hazard]:
     kind = type(stmt).__name__
+    if kind == "AlterSeqStmt":
+        return _sequence_hazards(stmt, statement, state)
     if kind == "DropStmt":
         names = ", ".join(_object_name(obj) for obj in stmt.objects or ())
         code = _CODE_OBJECTS.get(stmt.removeType)
@@ -451,7 +523,7 @@ def _hazards(
     key = _table(stmt.relation)
     out = []
     for cmd in stmt.cmds or ():
-        out += _alter_hazards(cmd, key, statement, state, exists, valid_checks)
+        out += _alter_hazards(cmd, key, statement, state, exists, valid_checks, enums)
     return out
 
 
@@ -527,6 +599,7 @@ def _alter_hazards(
     state: TargetState,
     exists: Any,
     valid_checks: set[tuple[TableKey, str]],
+    enums: Mapping[str, tuple[str, ...]],
 ) -> list[Hazard]:
     table = key[1]
     sub = cmd.subtype
@@ -545,6 +618,15 @@ def _alter_hazards(
     if sub == AlterTableType.AT_AlterColumnType:
         old_text = state.column_types.get((key[0], table, cmd.name))
         new = _type_of(cmd.def_.typeName)
+        enum = state.column_enums.get((key[0], table, cmd.name))
+        if enum is not None and not new.array and _qualified(new.name) == enum:
+            return _enum_hazards(
+                enum, state.enums.get(enum, ()), enums.get(enum), cmd, key, statement, exists
+            )
+        if old_text is not None and "." in new.name and "." not in old_text:
+            # The catalogs print a type on the search path without its schema, migra with it
+            # (public.citext): the same type, compared by its name.
+            new = replace(new, name=new.name.rpartition(".")[2])
         out = []
         if old_text is None or not is_widening(normalize_type(old_text), new):
             what = f"{old_text} to {new.text()}" if old_text else f"to {new.text()}"
@@ -612,6 +694,94 @@ def _alter_hazards(
     return []
 
 
+def _enum_hazards(
+    enum: str,
+    old: Sequence[str],
+    new: Sequence[str] | None,
+    cmd: Any,
+    key: TableKey,
+    statement: str,
+    exists: Any,
+) -> list[Hazard]:
+    """A column moved to a new version of its enum (migra re-creates an enum whose values
+    change): what changes are the values, and the table is rewritten."""
+    if new is None:
+        return []  # the same type, not created again: nothing changes
+    removed = [v for v in old if v not in new]
+    added = [v for v in new if v not in old]
+    changes = []
+    if removed:
+        changes.append("removes " + ", ".join(sql_string(v) for v in removed))
+    if added:
+        changes.append("adds " + ", ".join(sql_string(v) for v in added))
+    what = (
+        f"re-creates enum {enum} ({'; '.join(changes) or 'reorders its values'}) for "
+        f"{key[1]}.{cmd.name}"
+    )
+    out = []
+    if removed:
+        values = ", ".join(sql_string(v) for v in removed)
+        out.append(
+            Hazard(
+                "fails-on-data",
+                statement,
+                f"{what}: fails on rows that hold a removed value",
+                RECIPES["enum-values"],
+                check=f"SELECT count(*) FROM {_name(key)} WHERE {_quote(cmd.name)}::text IN "
+                f"({values})",
+            )
+        )
+    if exists(key):
+        out.append(
+            Hazard(
+                "rewrite",
+                statement,
+                f"{what}: rewrites the table under an ACCESS EXCLUSIVE lock",
+                RECIPES["rewrite"],
+            )
+        )
+    return out
+
+
+def _sequence_hazards(stmt: Any, statement: str, state: TargetState) -> list[Hazard]:
+    """``ALTER SEQUENCE`` that narrows the range of an existing sequence fails when its current
+    value falls outside (PostgreSQL checks it, ``RESTART value (1) cannot be less than
+    MINVALUE (5)``)."""
+    key = _table(stmt.sequence)
+    bounds = state.sequences.get(key)
+    options = {o.defname: o.arg for o in stmt.options or ()}
+    if bounds is None or "restart" in options:
+        return []
+    low = _number(options.get("minvalue"), bounds[0])
+    high = _number(options.get("maxvalue"), bounds[1])
+    if low <= bounds[0] and high >= bounds[1]:
+        return []
+    return [
+        Hazard(
+            "fails-on-data",
+            statement,
+            f"narrows sequence {key[0]}.{key[1]} to {low}..{high}: fails if its current value "
+            "is outside",
+            RECIPES["sequence-range"],
+            check=f"SELECT count(*) FROM {_name(key)} WHERE last_value NOT BETWEEN {low} AND "
+            f"{high}",
+        )
+    ]
+
+
+def _number(node: Any, default: int) -> int:
+    """The value of an ``Integer`` or ``Float`` node (a bound past 2^31), `default` for none."""
+    if node is None:
+        return default
+    value = getattr(node, "ival", None)
+    if value is None:
+        value = getattr(node, "fval", None)
+    try:
+        return int(value) if value is not None else default
+    except ValueError:
+        return default
+
+
 def _add_column_hazards(column: Any, key: TableKey, statement: str) -> list[Hazard]:
     out = []
     constraints = list(column.constraints or ())
@@ -624,6 +794,7 @@ def _add_column_hazards(column: Any, key: TableKey, statement: str) -> list[Haza
         ConstrType.CONSTR_NOTNULL in types
         and default is None
         and ConstrType.CONSTR_IDENTITY not in types
+        and ConstrType.CONSTR_GENERATED not in types
     ):
         out.append(
             Hazard(

@@ -25,7 +25,10 @@ class TargetState:
 
     ``tables``: tables that exist (with rows or not); ``column_types``: ``format_type`` text of
     each of their columns; ``nullable``: columns that allow NULL; ``rows``: an estimate per
-    table (``reltuples``; -1 unknown); ``partitioned``: the partitioned tables among them.
+    table (``reltuples``; -1 unknown); ``partitioned``: the partitioned tables among them;
+    ``enums``: the labels of each enum type (``schema.name``), in order; ``column_enums``: the
+    enum type (``schema.name``) of each column of one; ``sequences``: each sequence's
+    (MINVALUE, MAXVALUE); ``generated``: the stored generated columns.
     """
 
     tables: frozenset[TableKey] = frozenset()
@@ -33,15 +36,22 @@ class TargetState:
     nullable: frozenset[ColumnKey] = frozenset()
     rows: Mapping[TableKey, float] = field(default_factory=dict)
     partitioned: frozenset[TableKey] = frozenset()
+    enums: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    column_enums: Mapping[ColumnKey, str] = field(default_factory=dict)
+    sequences: Mapping[TableKey, tuple[int, int]] = field(default_factory=dict)
+    generated: frozenset[ColumnKey] = frozenset()
 
 
 def target_state(conn: psycopg.Connection[Any]) -> TargetState:
-    """The tables, column types, nullability and row estimates of a database (every schema but
-    the system ones), for `hazards.classify` and `online.plan_steps`."""
+    """The tables, column types, nullability, row estimates, enums and sequences of a database
+    (every schema but the system ones), for `hazards.classify` and `online.plan_steps`."""
     rows = conn.execute(
         "SELECT n.nspname, c.relname, a.attname, format_type(a.atttypid, a.atttypmod),"
-        " NOT a.attnotnull, c.reltuples, c.relkind = 'p' FROM pg_class c"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " NOT a.attnotnull, c.reltuples, c.relkind = 'p',"
+        " (SELECT tn.nspname || '.' || t.typname FROM pg_type t"
+        "   JOIN pg_namespace tn ON tn.oid = t.typnamespace"
+        "  WHERE t.oid = a.atttypid AND t.typtype = 'e'), a.attgenerated = 's'"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
         " WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
         " AND n.nspname NOT LIKE 'pg\\_%%'"
@@ -51,7 +61,27 @@ def target_state(conn: psycopg.Connection[Any]) -> TargetState:
     nullable = frozenset((r[0], r[1], r[2]) for r in rows if r[2] is not None and r[4])
     estimates = {(r[0], r[1]): float(r[5]) for r in rows}
     partitioned = frozenset((r[0], r[1]) for r in rows if r[6])
-    return TargetState(frozenset(tables), types, nullable, estimates, partitioned)
+    column_enums = {(r[0], r[1], r[2]): r[7] for r in rows if r[7] is not None}
+    labels = conn.execute(
+        "SELECT n.nspname || '.' || t.typname, array_agg(e.enumlabel::text ORDER BY"
+        " e.enumsortorder) FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid"
+        " JOIN pg_namespace n ON n.oid = t.typnamespace GROUP BY 1"
+    ).fetchall()
+    sequences = conn.execute(
+        "SELECT n.nspname, c.relname, s.seqmin, s.seqmax FROM pg_sequence s"
+        " JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+    ).fetchall()
+    return TargetState(
+        frozenset(tables),
+        types,
+        nullable,
+        estimates,
+        partitioned,
+        enums={name: tuple(values) for name, values in labels},
+        column_enums=column_enums,
+        sequences={(r[0], r[1]): (int(r[2]), int(r[3])) for r in sequences},
+        generated=frozenset((r[0], r[1], r[2]) for r in rows if r[8]),
+    )
 
 
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")

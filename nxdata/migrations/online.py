@@ -12,7 +12,9 @@ stay as they are):
 - a new foreign key or CHECK is added ``NOT VALID`` (a short lock) and validated in a later
   transaction of its own (the scan then blocks neither reads nor writes);
 - ``SET NOT NULL`` goes through ``CHECK (col IS NOT NULL) NOT VALID``, validated, after which
-  PostgreSQL 12+ sets NOT NULL without a scan, and the CHECK is dropped.
+  PostgreSQL 12+ sets NOT NULL without a scan, and the CHECK is dropped;
+- a comment on an index built concurrently, or on a constraint attached after the indexes,
+  comes after it.
 
 Every transactional step runs with a ``lock_timeout`` set by ``nxdata migrate`` (retried with a
 backoff): no statement queues the application behind it for long.
@@ -30,7 +32,7 @@ from .hazards import parse
 from .inspect import TableKey, TargetState
 
 try:
-    from pglast.enums.parsenodes import AlterTableType, ConstrType
+    from pglast.enums.parsenodes import AlterTableType, ConstrType, ObjectType
 except ImportError:  # pragma: no cover - hazards raised the clear error already
     raise
 
@@ -73,6 +75,8 @@ def plan_steps(statements: Sequence[str], state: TargetState) -> list[Step]:
     validates: list[str] = []
     finish: list[str] = []
     created: set[TableKey] = set()
+    built: set[tuple[str, ...]] = set()  # (schema, name) of the indexes built concurrently
+    attached: set[tuple[str, ...]] = set()  # (schema, table, name) of constraints attached
 
     def exists(key: TableKey) -> bool:
         return key in state.tables and key not in created
@@ -99,6 +103,13 @@ def plan_steps(statements: Sequence[str], state: TargetState) -> list[Step]:
         ):
             # (PostgreSQL builds no index CONCURRENTLY on a partitioned table: see the hazard.)
             concurrent.append(_concurrent(statement))
+            built.add((_table(stmt.relation)[0], str(stmt.idxname)))
+        elif kind == "CommentStmt" and stmt.objtype in _COMMENTED_LATER:
+            names = tuple(str(getattr(p, "sval", "")) for p in stmt.object or ())
+            if len(names) == _COMMENTED_LATER[stmt.objtype] - 1:
+                names = ("public", *names)
+            later = built if stmt.objtype == ObjectType.OBJECT_INDEX else attached
+            (attach if names in later else main).append(statement)
         elif kind == "AlterTableStmt" and len(stmt.cmds or ()) == 1:
             key = _table(stmt.relation)
             cmd = stmt.cmds[0]
@@ -107,6 +118,7 @@ def plan_steps(statements: Sequence[str], state: TargetState) -> list[Step]:
                 cmd.def_.contype == ConstrType.CONSTR_FOREIGN or cmd.def_.indexname
             ):
                 attach.append(statement)  # after the unique indexes it may need
+                attached.add((*key, str(cmd.def_.conname)))
             elif sub == AlterTableType.AT_ValidateConstraint and exists(key):
                 validates.append(statement)
             elif sub == AlterTableType.AT_ValidateConstraint:
@@ -136,6 +148,10 @@ def plan_steps(statements: Sequence[str], state: TargetState) -> list[Step]:
     if finish:
         steps.append(Step(tuple(finish)))
     return steps
+
+
+# Comments that may name what a later step makes: (kind, how many names identify it).
+_COMMENTED_LATER = {ObjectType.OBJECT_INDEX: 2, ObjectType.OBJECT_TABCONSTRAINT: 3}
 
 
 def _distributes(statement: str) -> bool:
