@@ -1354,8 +1354,29 @@ class Repository(Generic[T]):
         Without a transaction it holds one connection until the iteration ends (or the
         generator is closed). With ``lock=`` (which needs ``transaction=``) rows are locked as
         their batch is fetched, and stay locked until the transaction ends.
+
+        The transaction (an ambient one included) and ``primary`` (an `on_primary` block
+        included) are those of the call, not of the place the rows are consumed.
         """
-        transaction = self.db._transaction(transaction)
+        return self._iterate(
+            filter,
+            batch_size=batch_size,
+            lock=lock,
+            transaction=self.db._transaction(transaction),
+            include_deleted=include_deleted,
+            primary=primary or self.db._primary_reads.get(),
+        )
+
+    def _iterate(
+        self,
+        filter: FilterLike,
+        *,
+        batch_size: int,
+        lock: Lock | None,
+        transaction: Transaction | None,
+        include_deleted: bool,
+        primary: bool,
+    ) -> Iterator[T]:
         if type(batch_size) is not int or batch_size < 1:
             raise FilterError(
                 f"batch_size must be a positive integer, got {batch_size!r}",

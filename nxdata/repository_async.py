@@ -1340,7 +1340,7 @@ class AsyncRepository(Generic[T]):
         row = await self._execute(statement, values, transaction, _ONE, write=False)
         return bool(row[0])
 
-    async def iterate(
+    def iterate(
         self,
         filter: FilterLike = None,
         *,
@@ -1359,8 +1359,29 @@ class AsyncRepository(Generic[T]):
         Without a transaction it holds one connection until the iteration ends (or the
         generator is closed). With ``lock=`` (which needs ``transaction=``) rows are locked as
         their batch is fetched, and stay locked until the transaction ends.
+
+        The transaction (an ambient one included) and ``primary`` (an `on_primary` block
+        included) are those of the call, not of the place the rows are consumed.
         """
-        transaction = self.db._transaction(transaction)
+        return self._iterate(
+            filter,
+            batch_size=batch_size,
+            lock=lock,
+            transaction=self.db._transaction(transaction),
+            include_deleted=include_deleted,
+            primary=primary or self.db._primary_reads.get(),
+        )
+
+    async def _iterate(
+        self,
+        filter: FilterLike,
+        *,
+        batch_size: int,
+        lock: Lock | None,
+        transaction: AsyncTransaction | None,
+        include_deleted: bool,
+        primary: bool,
+    ) -> AsyncIterator[T]:
         if type(batch_size) is not int or batch_size < 1:
             raise FilterError(
                 f"batch_size must be a positive integer, got {batch_size!r}",

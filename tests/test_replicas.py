@@ -100,6 +100,11 @@ def test_reads_go_to_the_replica_and_everything_else_to_the_primary(
             assert items.find_by_id(1, lock=nx.Lock.UPDATE) is not None
         with db.transaction(read_only=True):
             assert not answered_by_replica(db)
+        # iterate: the block it was called in decides, not where its rows are consumed
+        with db.on_primary():
+            rows = probes.iterate()
+        assert [p.on_replica for p in rows] == [False]
+        assert [p.on_replica for p in probes.iterate()] == [True]
         # raw SQL of the caller's may write: the primary
         assert db.fetch_value("SELECT pg_is_in_recovery()") is False
         # a write goes to the primary, and the replica sees it once replayed
