@@ -25,6 +25,7 @@ __all__ = [
     "pooler_refusal",
     "resolve_url",
     "set_config_sql",
+    "settings_script",
 ]
 
 _TIMEZONE = re.compile(r"[A-Za-z0-9_+\-/:.]+")
@@ -368,3 +369,18 @@ def pooler_refusal(query: Any) -> str | None:
         "inside a transaction, db.local_settings({...}) or transaction(settings={...}), "
         "pg_advisory_xact_lock, and ON COMMIT DROP temporary tables"
     )
+
+
+def settings_script(begin: str, settings: tuple[tuple[str, str], ...]) -> Any:
+    """``BEGIN ...; SELECT set_config(name, value, true), ...`` as one simple-protocol query
+    (values as literals): one round trip without pipeline mode, which PgBouncer (1.18, the
+    Debian package) mishandles: the flush request psycopg sends after a pipeline's sync can
+    leave the server connection held, and the next client waits for it until
+    ``query_wait_timeout``."""
+    from psycopg import sql
+
+    calls = sql.SQL(", ").join(
+        sql.SQL("set_config({}, {}, true)").format(sql.Literal(name), sql.Literal(value))
+        for name, value in settings
+    )
+    return sql.SQL("{}; SELECT {}").format(sql.SQL(begin), calls)

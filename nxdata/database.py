@@ -32,6 +32,7 @@ from ._connect import (
     pooler_refusal,
     resolve_url,
     set_config_sql,
+    settings_script,
 )
 from .ambient import AUTOCOMMIT, Autocommit
 from .batch import Deferred, check_reads
@@ -680,7 +681,13 @@ class Database:
         """
         if not settings:
             return conn.execute(sql, params)
+        pooled = self._pooler_of(conn)
         if not in_transaction:
+            if pooled:  # no pipeline behind PgBouncer (see settings_script): a transaction
+                conn.execute(settings_script("BEGIN", settings))
+                cursor = conn.execute(sql, params)  # its rows are read already
+                conn.execute("COMMIT", prepare=False)
+                return cursor
             with conn.pipeline():
                 conn.execute(set_config_sql(len(settings)), _flat(settings))
                 cursor = conn.execute(sql, params)
@@ -690,6 +697,11 @@ class Database:
         timeout = [v for n, v in settings[len(self._base) :] if n == "statement_timeout"]
         if not timeout:
             return conn.execute(sql, params)
+        if pooled:
+            conn.execute(_SAVE_TIMEOUT, [timeout[-1]])
+            cursor = conn.execute(sql, params)
+            conn.execute(_RESTORE_TIMEOUT)
+            return cursor
         with conn.pipeline():
             conn.execute(_SAVE_TIMEOUT, [timeout[-1]])
             cursor = conn.execute(sql, params)
@@ -900,15 +912,18 @@ class Database:
             conn = tx._connection() if tx is not None else self._acquire(write=False)
             started = self._observer.start()
             try:
-                with conn.pipeline():  # one implicit transaction: settings once
-                    if settings:
-                        conn.execute(set_config_sql(len(settings)), _flat(settings))
-                    cursors = []
-                    for read in deferred:
-                        cursors.append(conn.execute(read.statement.sql, read.params))
-                    rows = []
-                    for read, cursor in zip(deferred, cursors, strict=True):
-                        rows.append(cursor.fetchall() if read.mode == 0 else cursor.fetchone())
+                if self._pooler_of(conn):  # no pipeline behind PgBouncer: one by one
+                    rows = _read_one_by_one(conn, deferred, settings)
+                else:
+                    with conn.pipeline():  # one implicit transaction: settings once
+                        if settings:
+                            conn.execute(set_config_sql(len(settings)), _flat(settings))
+                        cursors = []
+                        for read in deferred:
+                            cursors.append(conn.execute(read.statement.sql, read.params))
+                        rows = []
+                        for read, cursor in zip(deferred, cursors, strict=True):
+                            rows.append(cursor.fetchall() if read.mode == 0 else cursor.fetchone())
             except psycopg.Error as exc:
                 error = map_database_error(exc)
                 if tx is None and isinstance(error, ConnectionFailed) and attempt < 2:
@@ -1093,6 +1108,22 @@ def unknown_outcome(error: ConnectionFailed, what: str) -> OutcomeUnknown:
         original=error.original,
         sqlstate=error.sqlstate,
     )
+
+
+def _read_one_by_one(
+    conn: psycopg.Connection[Any], deferred: Sequence[Deferred[Any]], settings: Settings
+) -> list[Any]:
+    """`read_together` without pipeline mode (behind PgBouncer): one transaction, the reads one
+    after another."""
+    if settings:
+        conn.execute(settings_script("BEGIN", settings))
+    rows = []
+    for read in deferred:
+        cursor = conn.execute(read.statement.sql, read.params)
+        rows.append(cursor.fetchall() if read.mode == 0 else cursor.fetchone())
+    if settings:
+        conn.execute("COMMIT", prepare=False)
+    return rows
 
 
 def _flat(settings: Settings) -> list[str]:

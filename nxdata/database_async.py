@@ -31,6 +31,7 @@ from ._connect import (
     pooler_refusal,
     resolve_url,
     set_config_sql,
+    settings_script,
 )
 from .ambient import AUTOCOMMIT, Autocommit
 from .batch import Deferred, check_reads
@@ -689,7 +690,13 @@ class AsyncDatabase:
         """
         if not settings:
             return await conn.execute(sql, params)
+        pooled = self._pooler_of(conn)
         if not in_transaction:
+            if pooled:  # no pipeline behind PgBouncer (see settings_script): a transaction
+                await conn.execute(settings_script("BEGIN", settings))
+                cursor = await conn.execute(sql, params)  # its rows are read already
+                await conn.execute("COMMIT", prepare=False)
+                return cursor
             async with conn.pipeline():
                 await conn.execute(set_config_sql(len(settings)), _flat(settings))
                 cursor = await conn.execute(sql, params)
@@ -699,6 +706,11 @@ class AsyncDatabase:
         timeout = [v for n, v in settings[len(self._base) :] if n == "statement_timeout"]
         if not timeout:
             return await conn.execute(sql, params)
+        if pooled:
+            await conn.execute(_SAVE_TIMEOUT, [timeout[-1]])
+            cursor = await conn.execute(sql, params)
+            await conn.execute(_RESTORE_TIMEOUT)
+            return cursor
         async with conn.pipeline():
             await conn.execute(_SAVE_TIMEOUT, [timeout[-1]])
             cursor = await conn.execute(sql, params)
@@ -909,17 +921,22 @@ class AsyncDatabase:
             conn = tx._connection() if tx is not None else await self._acquire(write=False)
             started = self._observer.start()
             try:
-                async with conn.pipeline():  # one implicit transaction: settings once
-                    if settings:
-                        await conn.execute(set_config_sql(len(settings)), _flat(settings))
-                    cursors = []
-                    for read in deferred:
-                        cursors.append(await conn.execute(read.statement.sql, read.params))
-                    rows = []
-                    for read, cursor in zip(deferred, cursors, strict=True):
-                        rows.append(
-                            await cursor.fetchall() if read.mode == 0 else await cursor.fetchone()
-                        )
+                if self._pooler_of(conn):  # no pipeline behind PgBouncer: one by one
+                    rows = await _read_one_by_one(conn, deferred, settings)
+                else:
+                    async with conn.pipeline():  # one implicit transaction: settings once
+                        if settings:
+                            await conn.execute(set_config_sql(len(settings)), _flat(settings))
+                        cursors = []
+                        for read in deferred:
+                            cursors.append(await conn.execute(read.statement.sql, read.params))
+                        rows = []
+                        for read, cursor in zip(deferred, cursors, strict=True):
+                            rows.append(
+                                await cursor.fetchall()
+                                if read.mode == 0
+                                else await cursor.fetchone()
+                            )
             except psycopg.Error as exc:
                 error = map_database_error(exc)
                 if tx is None and isinstance(error, ConnectionFailed) and attempt < 2:
@@ -1106,6 +1123,22 @@ def unknown_outcome(error: ConnectionFailed, what: str) -> OutcomeUnknown:
         original=error.original,
         sqlstate=error.sqlstate,
     )
+
+
+async def _read_one_by_one(
+    conn: psycopg.AsyncConnection[Any], deferred: Sequence[Deferred[Any]], settings: Settings
+) -> list[Any]:
+    """`read_together` without pipeline mode (behind PgBouncer): one transaction, the reads one
+    after another."""
+    if settings:
+        await conn.execute(settings_script("BEGIN", settings))
+    rows = []
+    for read in deferred:
+        cursor = await conn.execute(read.statement.sql, read.params)
+        rows.append(await cursor.fetchall() if read.mode == 0 else await cursor.fetchone())
+    if settings:
+        await conn.execute("COMMIT", prepare=False)
+    return rows
 
 
 def _flat(settings: Settings) -> list[str]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
-from ._connect import set_config_sql
+from ._connect import set_config_sql, settings_script
 from .errors import (
     ConnectionFailed,
     DatabaseError,
@@ -314,7 +314,9 @@ def begin(
         if read_only:
             db._not_a_write(conn)  # read-your-writes does not start
         try:
-            if settings:
+            if settings and db._pooler_of(conn):  # one round trip without pipeline mode
+                conn.execute(settings_script(sql, settings))
+            elif settings:
                 with conn.pipeline():  # one round trip
                     conn.execute(sql, prepare=False)
                     _apply_settings(conn, settings)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 
-from ._connect import set_config_sql
+from ._connect import set_config_sql, settings_script
 from .errors import (
     ConnectionFailed,
     DatabaseError,
@@ -313,7 +313,9 @@ async def begin(
         if read_only:
             db._not_a_write(conn)  # read-your-writes does not start
         try:
-            if settings:
+            if settings and db._pooler_of(conn):  # one round trip without pipeline mode
+                await conn.execute(settings_script(sql, settings))
+            elif settings:
                 async with conn.pipeline():  # one round trip
                     await conn.execute(sql, prepare=False)
                     await _apply_settings(conn, settings)

@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 
 import nxdata as nx
-from nxdata.errors import DeclarationError
+from nxdata.errors import DeclarationError, UnsafeMigrationError
 from nxdata.migrations import load_models
 from nxdata.migrations.generate import check_drift, generate_migrations
 from nxdata.migrations.runner import migrate
@@ -778,3 +778,161 @@ def test_create_partitions_ahead_from_two_processes_at_once(
     assert errors == []
     names = [name for batch in made for name in batch]
     assert len(names) == len(set(names))  # each made by one of them, reported once
+
+
+def test_diff_warns_of_rows_of_a_new_month_in_the_default_partition(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """A month declared after its rows arrived: they sit in the default partition, and
+    PostgreSQL refuses the new partition ("updated partition constraint for default partition
+    ... would be violated"); the diff says so, with the count and the way to move them."""
+    schema = f"pdef_{secrets.token_hex(3)}"
+    root = tmp_path / "migrations"
+    generate_migrations(fresh_database_url, models(tmp_path, schema), root, label="events")
+    migrate(fresh_database_url, root)
+    query(fresh_database_url, f"INSERT INTO {schema}.\"Tenant\" VALUES ('t1')")
+    query(
+        fresh_database_url,
+        f'INSERT INTO {schema}."Event" (created_at, kind, tenant_id) VALUES'
+        " ('2026-04-03 10:00+00', 'april', 't1'), ('2026-05-03 10:00+00', 'may', 't1'),"
+        " ('2026-03-03 10:00+00', 'march', 't1')",
+    )
+    assert where_rows(fresh_database_url, schema) == {"Event_2026_03": 1, "Event_default": 2}
+    april = models(tmp_path, schema, months=4, process="0002")
+    [dry] = generate_migrations(fresh_database_url, april, root, dry_run=True)
+    [hazard] = [h for h in dry.diff.hazards if h.kind == "fails-on-data"]
+    assert hazard.rows == 1  # April's row; May's stays in the default partition
+    assert "adds partition Event_2026_04 to Event" in hazard.reason
+    assert "default partition Event_default" in hazard.reason
+    assert dry.refused is not None and "would fail on existing rows" in dry.refused
+    assert "-- hazard: fails-on-data: adds partition Event_2026_04" in dry.text
+    with pytest.raises(UnsafeMigrationError, match=r"Event_default .*\(1 row would fail\)"):
+        generate_migrations(fresh_database_url, april, root)
+    # The recipe, run as written, moves the row; the partition then exists: nothing to diff.
+    move = hazard.recipe.partition("in one transaction (")[2].partition("), then run")[0]
+    with psycopg.connect(fresh_database_url) as conn:
+        for statement in move.split("; "):
+            conn.execute(statement)
+    assert where_rows(fresh_database_url, schema) == {
+        "Event_2026_03": 1,
+        "Event_2026_04": 1,
+        "Event_default": 1,
+    }
+    assert generate_migrations(fresh_database_url, april, root) == []
+    assert check_drift(fresh_database_url, april) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "bounds", "rows"),
+    [
+        # list: the new values' rows, NULL included when the partition takes it
+        ("LIST (region)", ["IN ('us')", "IN ('fr', NULL)", "IN ('zz')"], ["us", "fr", None, "de"]),
+        # range over two columns, MINVALUE / MAXVALUE, rows with a NULL key (default only)
+        (
+            "RANGE (region, amount)",
+            [
+                "FROM ('fr', 10) TO ('fr', 20)",
+                "FROM ('fr', MINVALUE) TO ('fr', MAXVALUE)",
+                "FROM (MINVALUE, MINVALUE) TO ('de', MAXVALUE)",
+                "FROM ('fr', 20) TO (MAXVALUE, MAXVALUE)",
+                "FROM ('fr', 30) TO ('us', 0)",
+            ],
+            [("fr", 5), ("fr", 15), ("fr", 25), ("de", 1), ("us", 0), ("us", None), (None, 3)],
+        ),
+        # an expression key
+        ("LIST (lower(region))", ["IN ('us')", "IN ('fr')", "IN ('xx')"], ["US", "us", "FR", "de"]),
+    ],
+)
+def test_default_partition_check_counts_what_postgres_refuses(
+    conn: psycopg.Connection[Any], schema_name: str, key: str, bounds: list[str], rows: list[Any]
+) -> None:
+    """The hazard's check counts the default partition's rows that the new partition would
+    take: PostgreSQL refuses the partition exactly when it counts any."""
+    from nxdata.migrations.hazards import classify
+    from nxdata.migrations.inspect import target_state
+
+    table = f'"{schema_name}"."T"'
+    conn.execute(f"CREATE SCHEMA {schema_name}")
+    conn.execute(f"CREATE TABLE {table} (region text, amount int) PARTITION BY {key}")
+    conn.execute(f'CREATE TABLE "{schema_name}"."T_default" PARTITION OF {table} DEFAULT')
+    for row in rows:
+        values = row if isinstance(row, tuple) else (row, 0)
+        conn.execute(f"INSERT INTO {table} VALUES (%s, %s)", values)
+    state = target_state(conn)
+    for bound in bounds:
+        statement = f'CREATE TABLE "{schema_name}"."T_new" PARTITION OF {table} FOR VALUES {bound}'
+        [hazard] = classify([statement], state)
+        assert hazard.kind == "fails-on-data" and hazard.check is not None
+        counted = conn.execute(hazard.check).fetchone()
+        assert counted is not None
+        refused = False
+        try:
+            with conn.transaction():
+                conn.execute(statement)
+                raise _Rollback
+        except psycopg.errors.CheckViolation:
+            refused = True
+        except _Rollback:
+            pass
+        assert refused == (counted[0] > 0), (bound, counted[0])
+    # A table created in the same migration is empty: no hazard.
+    assert not classify(
+        [
+            f'CREATE TABLE "{schema_name}"."N" (region text) PARTITION BY LIST (region)',
+            f'CREATE TABLE "{schema_name}"."N_d" PARTITION OF "{schema_name}"."N" DEFAULT',
+            f'CREATE TABLE "{schema_name}"."N_fr" PARTITION OF "{schema_name}"."N" '
+            "FOR VALUES IN ('fr')",
+        ],
+        state,
+    )
+
+
+class _Rollback(Exception):
+    pass
+
+
+QUOTED = """
+{schema} = nx.Schema("{schema}")
+
+
+@{schema}.table(
+    'Ev"ent',
+    partition_by=nx.PartitionBy.range(
+        "created_at", nx.monthly_partitions("2026-01", months={months}), default=True
+    ),
+    indexes=[nx.Index("kind")],
+)
+class Event(msgspec.Struct, kw_only=True):
+    id: nx.BigIntIdentity
+    created_at: Annotated[datetime, Column(primary_key=True)]
+    kind: str
+"""
+
+
+def test_diff_of_a_partitioned_table_whose_name_holds_a_double_quote(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    """schemainspect names a partition's parent without doubling a quote in its name, then
+    cannot find that parent (a raw KeyError); nxdata's inspector quotes it."""
+    schema = f"pq_{secrets.token_hex(3)}"
+    root = tmp_path / "migrations"
+
+    def declared(months: int) -> Any:
+        source = QUOTED.format(schema=schema, months=months)
+        return load_models(write_models(tmp_path / "pkgs", source))
+
+    first = declared(2)
+    [created] = generate_migrations(fresh_database_url, first, root, label="events")
+    assert (
+        f'create table "{schema}"."Ev""ent_2026_02" partition of "{schema}"."Ev""ent" FOR VALUES'
+        in created.text
+    )
+    migrate(fresh_database_url, root)
+    assert check_drift(fresh_database_url, first) == []
+    assert generate_migrations(fresh_database_url, first, root) == []
+    more = declared(3)
+    [added] = generate_migrations(fresh_database_url, more, root, label="march")
+    assert f'create table "{schema}"."Ev""ent_2026_03" partition of' in added.text
+    assert "fails-on-data" in added.text  # the default partition (empty: no row would fail)
+    migrate(fresh_database_url, root)
+    assert check_drift(fresh_database_url, more) == []

@@ -299,3 +299,25 @@ def test_replicas_behind_pgbouncer_with_a_direct_primary(server: Cluster) -> Non
                 wallets.count()
             [state] = db.replica_states()
             assert state.reads == 5 and state.down_for is None
+
+
+def test_no_pipeline_mode_behind_the_pooler(bouncer: PgBouncer) -> None:
+    """PgBouncer 1.18 can keep a server connection after psycopg's pipeline mode (the flush
+    request sent after the sync), and the next client waits for query_wait_timeout: behind a
+    pooler the settings go in one simple-protocol query instead, and reads sent together go
+    one by one in one transaction. Many rounds, two clients on one server connection."""
+    strict = Database(bouncer.url, statement_timeout=0.5, max_size=1, timeout=5)
+    plain = Database(bouncer.url, max_size=1, timeout=5)
+    with strict, plain:
+        wallets = nx.Repository(strict, Wallet)
+        started = time.monotonic()
+        for _ in range(30):
+            with strict.local_settings({"app.quote": 'it\'s "x"'}):
+                assert strict.fetch_value("SELECT current_setting('app.quote')") == 'it\'s "x"'
+            assert plain.fetch_value("SELECT 1") == 1
+            count, exists = strict.read_together(wallets.later.count(), wallets.later.exists())
+            assert count >= 0 and exists in (True, False)
+            with strict.transaction(settings={"app.t": "1"}):
+                assert strict.fetch_value("SHOW statement_timeout") == "500ms"
+            assert plain.fetch_value("SHOW statement_timeout") == "0"
+        assert time.monotonic() - started < 20  # no 30 s query_wait_timeout on the way

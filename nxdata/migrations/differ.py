@@ -32,6 +32,10 @@ for the SQL our declarations produce:
 - **partitioned tables**: migra writes a parent's indexes ``ON ONLY``, its keys ``USING INDEX``
   (refused on a partitioned table) and every partition's copies of them; `partitions` fixes that
   and leaves the partitions the declarations do not list alone.
+- **a partitioned table whose name holds a double quote**: schemainspect builds each partition's
+  parent name as ``'"' || schema || '"."' || name || '"'`` without doubling the quote, then
+  fails to find that parent (a raw ``KeyError``); `_inspector` runs its query with the quotes
+  doubled.
 - **Citus**: the throwaway database has no Citus; `citus.distribute` adds the statements that
   distribute the tables declared ``distributed_by=`` / ``reference_table=True``.
 - **nxdata's journal schema** is never diffed (only declared schemas are, and the journal's name
@@ -159,6 +163,39 @@ def _sqlalchemy_connection(url: str) -> Iterator[Any]:
             conn.rollback()  # read-only: nothing to keep
     finally:
         engine.dispose()
+
+
+# schemainspect's relations query names each partition's parent without doubling a quote in it,
+# so a parent named 'Ev"ent' is looked up as "s"."Ev"ent" among relations keyed "s"."Ev""ent".
+_PARENT_NAME = """'"' || nmsp_parent.nspname || '"."' || parent.relname || '"'"""
+_PARENT_QUOTED = (
+    """'"' || replace(nmsp_parent.nspname, '"', '""') || '"."' """
+    """|| replace(parent.relname, '"', '""') || '"'"""
+)
+
+
+def _inspector(conn: Any, schema: str) -> Any:
+    """schemainspect's inspection of `schema` on `conn` (a SQLAlchemy connection), what
+    ``migra.Migration(conn, ..., schema=schema)`` makes itself, but with the partitions' parent
+    names quoted as schemainspect quotes the relations they name (`_PARENT_QUOTED`)."""
+    try:
+        from schemainspect.pg import PostgreSQL  # type: ignore[import-untyped]
+        from sqlalchemy import text
+    except ImportError as exc:
+        raise missing_extras(exc) from None
+
+    class _Inspector(PostgreSQL):  # type: ignore[misc]
+        ALL_RELATIONS_QUERY: Any  # set by PostgreSQL.__init__, before it calls load_all
+
+        def load_all(self) -> None:
+            # (schemainspect is pinned; another version's query is left as it is)
+            query: str = self.ALL_RELATIONS_QUERY.text
+            self.ALL_RELATIONS_QUERY = text(query.replace(_PARENT_NAME, _PARENT_QUOTED))
+            super().load_all()
+
+    inspected = _Inspector(conn)
+    inspected.one_schema(schema)
+    return inspected
 
 
 def schema_dependencies(schema: Schema) -> set[str]:
@@ -492,7 +529,9 @@ def diff_databases(
         target_layout, declared_layout = partition_layout(target), partition_layout(declared)
         held = citus_tables(target)
         for schema in schema_order(schemas):
-            migration = Migration(sa_target, sa_declared, schema=schema.name)
+            migration = Migration(
+                _inspector(sa_target, schema.name), _inspector(sa_declared, schema.name)
+            )
             migration.set_safety(False)  # we classify destructive statements ourselves
             migration.add_all_changes()
             statements = fix_migra_text(

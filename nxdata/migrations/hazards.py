@@ -14,7 +14,8 @@ Hazard kinds (each `Hazard` names its statement, the reason and the recipe):
 - ``fails-on-data``: fails when existing rows do not fit: a ``NOT NULL`` column without a
   default, ``SET NOT NULL``, a new unique index, foreign key or CHECK on an existing table, an
   enum re-created without values that rows hold, a sequence whose range no longer holds its
-  current value (`data_checks` counts the rows that would fail).
+  current value, a partition created (or attached) while rows of its range or values sit in the
+  table's default partition (`data_checks` counts the rows that would fail).
 - ``breaking``: code that is running now stops working: a dropped or renamed column or table,
   a dropped view, function or procedure.
 - ``drops-object`` (found by ``nxdata diff``, which knows the declarations): a drop of a view,
@@ -128,6 +129,11 @@ RECIPES: dict[str, str] = {
     "enum-values": (
         "deploy code that no longer writes the removed values, move the rows that hold them to "
         "other values (the data check counts them), then re-create the enum"
+    ),
+    "default-partition": (
+        "move those rows out of the default partition first, by hand in one transaction ({move}), "
+        "then run nxdata diff again (the partition exists then); create partitions before "
+        "their rows arrive (nx.create_partitions_ahead)"
     ),
     "sequence-range": (
         "move the sequence into its new range first (SELECT setval(...)), or keep its old bounds"
@@ -379,6 +385,12 @@ def classify(
         for stmt in parse(statement):
             kind = type(stmt).__name__
             if kind == "CreateStmt":
+                if stmt.partbound is not None and stmt.inhRelations:
+                    parent = _table(stmt.inhRelations[0])
+                    if exists(parent):
+                        out += _default_partition_hazards(
+                            stmt.partbound, parent, _table(stmt.relation), statement, state
+                        )
                 created.add(_table(stmt.relation))
                 continue
             if kind == "CreateTableAsStmt" and stmt.into is not None:
@@ -687,11 +699,109 @@ def _alter_hazards(
                 )
             )
         return out
+    if sub == AlterTableType.AT_AttachPartition and cmd.def_.bound is not None:
+        return _default_partition_hazards(
+            cmd.def_.bound, key, _table(cmd.def_.name), statement, state
+        )
     if sub == AlterTableType.AT_AddConstraint:
         return _constraint_hazards(
             cmd.def_, key, statement, valid_checks, partitioned=key in state.partitioned
         )
     return []
+
+
+def _default_partition_hazards(
+    bound: Any, parent: TableKey, partition: TableKey, statement: str, state: TargetState
+) -> list[Hazard]:
+    """A partition created (or attached) on a table with a default partition: PostgreSQL moves
+    no rows out of the default one, and fails (``updated partition constraint for default
+    partition ... would be violated by some row``) when rows of the new range or values sit
+    in it."""
+    default = state.default_partitions.get(parent)
+    keydef = state.partition_keys.get(parent)
+    if default is None or keydef is None or bound.is_default or default == partition:
+        return []
+    where = _bound_condition(keydef, bound)
+    if where is None:
+        return []
+    move = (
+        f"ALTER TABLE {_name(parent)} DETACH PARTITION {_name(default)}; "
+        f"{' '.join(statement.split()).rstrip(';')}; "
+        f"WITH moved AS (DELETE FROM {_name(default)} WHERE {where} RETURNING *) "
+        f"INSERT INTO {_name(parent)} OVERRIDING SYSTEM VALUE SELECT * FROM moved; "
+        f"ALTER TABLE {_name(parent)} ATTACH PARTITION {_name(default)} DEFAULT"
+    )
+    return [
+        Hazard(
+            "fails-on-data",
+            statement,
+            f"adds partition {partition[1]} to {parent[1]}: fails if rows of its "
+            f"{'values' if bound.strategy == 'l' else 'range'} sit in the default partition "
+            f"{default[1]} (PostgreSQL moves none)",
+            RECIPES["default-partition"].format(move=move),
+            check=f"SELECT count(*) FROM {_name(default)} WHERE {where}",
+        )
+    ]
+
+
+def _bound_condition(keydef: str, bound: Any) -> str | None:
+    """A WHERE condition true for the rows a partition of `bound` takes (`keydef` the table's
+    key as ``pg_get_partkeydef`` prints it), None when there is no simple one (hash)."""
+    try:
+        table: Any = parse_sql(f"CREATE TABLE _t () PARTITION BY {keydef}")[0].stmt
+        spec = table.partspec
+        keys = []
+        for elem in spec.partParams:
+            key = _quote(elem.name) if elem.name else f"({deparse(elem.expr)})"
+            if elem.collation:
+                key = f"({key} COLLATE {'.'.join(_quote(c.sval) for c in elem.collation)})"
+            keys.append(key)
+    except (ParseError, AttributeError, IndexError):
+        return None
+    if bound.strategy == "l" and len(keys) == 1:
+        listed = [d for d in bound.listdatums or () if not _is_null(d)]
+        parts = [f"{keys[0]} IN ({', '.join(deparse(v) for v in listed)})"] if listed else []
+        if len(listed) < len(bound.listdatums or ()):
+            parts.append(f"{keys[0]} IS NULL")
+        return " OR ".join(parts) or None
+    if bound.strategy != "r":
+        return None
+    # A key with a NULL goes to the default partition only; bounds compare as rows (the
+    # first differing column decides), MINVALUE / MAXVALUE ending the part compared.
+    parts = [f"{key} IS NOT NULL" for key in keys]
+    for datums, after in ((bound.lowerdatums, False), (bound.upperdatums, True)):
+        values: list[str] = []
+        special = None
+        for datum in datums or ():
+            special = _range_limit(datum)
+            if special is not None:
+                break
+            values.append(deparse(datum))
+        if after:  # the upper bound: excluded, but all of (x, MAXVALUE) is below it
+            op = "<=" if special == "maxvalue" else "<"
+        else:  # the lower bound: included, but all of (x, MAXVALUE) is below it
+            op = ">" if special == "maxvalue" else ">="
+        if not values:
+            if (special == "minvalue") == after:
+                return "false"  # empty: below MINVALUE, or at or above MAXVALUE
+            continue  # no limit on this side
+        n = len(values)
+        left = keys[0] if n == 1 else f"({', '.join(keys[:n])})"
+        right = values[0] if n == 1 else f"({', '.join(values)})"
+        parts.append(f"{left} {op} {right}")
+    return " AND ".join(parts)
+
+
+def _range_limit(datum: Any) -> str | None:
+    """``minvalue`` or ``maxvalue`` for those range bound datums, else None."""
+    if type(datum).__name__ != "ColumnRef" or len(datum.fields or ()) != 1:
+        return None
+    name = str(getattr(datum.fields[0], "sval", "")).lower()
+    return name if name in ("minvalue", "maxvalue") else None
+
+
+def _is_null(datum: Any) -> bool:
+    return type(datum).__name__ == "A_Const" and bool(datum.isnull)
 
 
 def _enum_hazards(

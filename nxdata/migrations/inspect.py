@@ -28,7 +28,9 @@ class TargetState:
     table (``reltuples``; -1 unknown); ``partitioned``: the partitioned tables among them;
     ``enums``: the labels of each enum type (``schema.name``), in order; ``column_enums``: the
     enum type (``schema.name``) of each column of one; ``sequences``: each sequence's
-    (MINVALUE, MAXVALUE); ``generated``: the stored generated columns.
+    (MINVALUE, MAXVALUE); ``generated``: the stored generated columns; ``partition_keys``: each
+    partitioned table's key as ``pg_get_partkeydef`` prints it (``RANGE (created_at)``);
+    ``default_partitions``: the default partition of each partitioned table that has one.
     """
 
     tables: frozenset[TableKey] = frozenset()
@@ -40,6 +42,8 @@ class TargetState:
     column_enums: Mapping[ColumnKey, str] = field(default_factory=dict)
     sequences: Mapping[TableKey, tuple[int, int]] = field(default_factory=dict)
     generated: frozenset[ColumnKey] = frozenset()
+    partition_keys: Mapping[TableKey, str] = field(default_factory=dict)
+    default_partitions: Mapping[TableKey, TableKey] = field(default_factory=dict)
 
 
 def target_state(conn: psycopg.Connection[Any]) -> TargetState:
@@ -71,6 +75,13 @@ def target_state(conn: psycopg.Connection[Any]) -> TargetState:
         "SELECT n.nspname, c.relname, s.seqmin, s.seqmax FROM pg_sequence s"
         " JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
     ).fetchall()
+    partitioning = conn.execute(
+        "SELECT pn.nspname, p.relname, pg_get_partkeydef(p.oid), dn.nspname, d.relname"
+        " FROM pg_partitioned_table pt JOIN pg_class p ON p.oid = pt.partrelid"
+        " JOIN pg_namespace pn ON pn.oid = p.relnamespace"
+        " LEFT JOIN pg_class d ON d.oid = pt.partdefid"
+        " LEFT JOIN pg_namespace dn ON dn.oid = d.relnamespace"
+    ).fetchall()
     return TargetState(
         frozenset(tables),
         types,
@@ -81,6 +92,8 @@ def target_state(conn: psycopg.Connection[Any]) -> TargetState:
         column_enums=column_enums,
         sequences={(r[0], r[1]): (int(r[2]), int(r[3])) for r in sequences},
         generated=frozenset((r[0], r[1], r[2]) for r in rows if r[8]),
+        partition_keys={(r[0], r[1]): str(r[2]) for r in partitioning},
+        default_partitions={(r[0], r[1]): (r[3], r[4]) for r in partitioning if r[4] is not None},
     )
 
 
