@@ -1853,15 +1853,17 @@ class Repository(Generic[T]):
             found = []
             try:
                 with conn.cursor() as cursor:
-                    cursor.executemany(
-                        statement.sql,
-                        [statement.params(values) for values in _rows_of(columns, count)],
-                        returning=True,
-                    )
-                    while True:  # one result (of one row) per statement
-                        found.extend(cursor.fetchall())
-                        if not cursor.nextset():
-                            break
+                    every = [statement.params(values) for values in _rows_of(columns, count)]
+                    if self.db._pooler_of(conn):  # executemany pipelines: not behind PgBouncer
+                        for one in every:
+                            cursor.execute(statement.sql, one)
+                            found.extend(cursor.fetchall())
+                    else:
+                        cursor.executemany(statement.sql, every, returning=True)
+                        while True:  # one result (of one row) per statement
+                            found.extend(cursor.fetchall())
+                            if not cursor.nextset():
+                                break
             except psycopg.Error as exc:
                 self._observed(started, statement, None, "create_all", error=exc)
                 raise

@@ -1864,15 +1864,17 @@ class AsyncRepository(Generic[T]):
             found = []
             try:
                 async with conn.cursor() as cursor:
-                    await cursor.executemany(
-                        statement.sql,
-                        [statement.params(values) for values in _rows_of(columns, count)],
-                        returning=True,
-                    )
-                    while True:  # one result (of one row) per statement
-                        found.extend(await cursor.fetchall())
-                        if not cursor.nextset():
-                            break
+                    every = [statement.params(values) for values in _rows_of(columns, count)]
+                    if self.db._pooler_of(conn):  # executemany pipelines: not behind PgBouncer
+                        for one in every:
+                            await cursor.execute(statement.sql, one)
+                            found.extend(await cursor.fetchall())
+                    else:
+                        await cursor.executemany(statement.sql, every, returning=True)
+                        while True:  # one result (of one row) per statement
+                            found.extend(await cursor.fetchall())
+                            if not cursor.nextset():
+                                break
             except psycopg.Error as exc:
                 self._observed(started, statement, None, "create_all", error=exc)
                 raise

@@ -46,6 +46,11 @@ class Wallet(nx.IntIdColumns):
     balance: nx.Money
 
 
+@bounced.table("Tagged")
+class Tagged(nx.IntIdColumns):
+    tags: list[str]
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[Cluster]:
     with Cluster(settings={"max_connections": "60"}) as cluster:
@@ -321,3 +326,13 @@ def test_no_pipeline_mode_behind_the_pooler(bouncer: PgBouncer) -> None:
                 assert strict.fetch_value("SHOW statement_timeout") == "500ms"
             assert plain.fetch_value("SHOW statement_timeout") == "0"
         assert time.monotonic() - started < 20  # no 30 s query_wait_timeout on the way
+
+
+def test_bulk_returning_with_arrays_behind_the_pooler(bouncer: PgBouncer) -> None:
+    """Array columns make create_all(returning=True) send one INSERT per row (executemany,
+    pipelined directly): behind a pooler they go one by one, in one transaction."""
+    with Database(bouncer.url, max_size=1) as db, Database(bouncer.url) as other:
+        tagged = nx.Repository(db, Tagged)
+        rows = tagged.create_all([{"tags": ["a", "b"]}, {"tags": []}], returning=True)
+        assert [r.tags for r in rows] == [["a", "b"], []]
+        assert other.fetch_value('SELECT count(*) FROM bounced."Tagged"') >= 2
