@@ -908,6 +908,12 @@ class AsyncDatabase:
         deferred = check_reads(reads)
         if not deferred:
             return ()
+        for read in deferred:
+            if read.repository.db is not self:
+                raise TypeError(
+                    f"{read!r} was made by a repository of another database handle: "
+                    "read_together runs reads of this database only"
+                )
         tx = self._transaction(transaction)
         settings = self._local() if tx is None else ()
         timeouts = [
@@ -915,21 +921,32 @@ class AsyncDatabase:
             for read in deferred
             if (policy := read.repository.policy).client and policy.timeout_ms is not None
         ]
+        inner_timeout: str | None = None
         if timeouts and tx is None:  # client reads: the strictest of their policies' timeouts
             settings = (*settings, ("statement_timeout", str(min(timeouts))))
+        elif timeouts:  # in a transaction: set for these reads, then put back
+            inner_timeout = str(min(timeouts))
         for attempt in range(3):
             conn = tx._connection() if tx is not None else await self._acquire(write=False)
             started = self._observer.start()
             try:
                 if self._pooler_of(conn):  # no pipeline behind PgBouncer: one by one
+                    if inner_timeout is not None:
+                        await conn.execute(_SAVE_TIMEOUT, [inner_timeout])
                     rows = await _read_one_by_one(conn, deferred, settings)
+                    if inner_timeout is not None:
+                        await conn.execute(_RESTORE_TIMEOUT)
                 else:
                     async with conn.pipeline():  # one implicit transaction: settings once
                         if settings:
                             await conn.execute(set_config_sql(len(settings)), _flat(settings))
+                        if inner_timeout is not None:
+                            await conn.execute(_SAVE_TIMEOUT, [inner_timeout])
                         cursors = []
                         for read in deferred:
                             cursors.append(await conn.execute(read.statement.sql, read.params))
+                        if inner_timeout is not None:
+                            await conn.execute(_RESTORE_TIMEOUT)
                         rows = []
                         for read, cursor in zip(deferred, cursors, strict=True):
                             rows.append(

@@ -957,12 +957,20 @@ class Repository(Generic[T]):
         if not keys:
             return []
         transaction = self.db._transaction(transaction)
-        if isinstance(filter, Mapping) and ("order" in filter or "limit" in filter):
-            raise FilterError(
-                "find_by_ids takes where, fields and include (the rows come in the order of ids)",
-                table=self._name,
-                part="order" if "order" in filter else "limit",
-            )
+        _, _, order, limit, offset, _, after = split_filter(filter, self._name)
+        for part, given in (
+            ("order", order),
+            ("limit", limit),
+            ("offset", offset),
+            ("after", after),
+        ):
+            if given is not None:
+                raise FilterError(
+                    "find_by_ids takes where, fields and include (the rows come in the order "
+                    "of ids, every one of them)",
+                    table=self._name,
+                    part=part,
+                )
         statement, values, extras = self._select(
             filter, lock, transaction, include_deleted, within=(pk[0].name, keys)
         )
@@ -1563,10 +1571,12 @@ class Repository(Generic[T]):
                 for f in data.__struct_fields__
                 if (value := getattr(data, f)) is not _UNSET
             }
+        target = self.table.client_insert_type if self.policy.client else self.table.insert_type
+        if type(data) is tuple:
+            data = _tuple_dict(target.__struct_fields__, data)
         if not isinstance(data, Mapping):
             return data  # validation says what is wrong with it
         data = dict(data)
-        target = self.table.client_insert_type if self.policy.client else self.table.insert_type
         for field, value in self.scope.items():
             column = self.table.by_field[field]
             if field not in data and column.name not in data and field in target.__struct_fields__:
@@ -2321,6 +2331,10 @@ def _validate_all(
     target = table.client_insert_type if client else table.insert_type
     validated: list[msgspec.Struct]
     kinds = set(map(type, items))  # map(type, ...): C speed over 100k rows
+    if tuple in kinds and len(kinds) > 1:  # tuples among other kinds: as dicts, like the rest
+        names = target.__struct_fields__
+        items = [_tuple_dict(names, item) if type(item) is tuple else item for item in items]
+        kinds = set(map(type, items))
     if kinds == {dict} or kinds == {tuple}:
         # Tuples: the insert type's fields in order, read by an array-like subclass of it
         # (a tenth of the cost of making dicts of them first).
@@ -2354,6 +2368,14 @@ def _validate_all(
                 reason += f" - at `$[{index}]`"
             raise ValidationError(reason, table=exc.table, field=exc.field) from exc
     return validated
+
+
+def _tuple_dict(names: tuple[str, ...], row: tuple[Any, ...]) -> dict[str, Any] | tuple[Any, ...]:
+    """A tuple row as a dict of the insert type's fields in order (trailing ones left out keep
+    their defaults); one longer than the fields is left as it is, for validation to refuse."""
+    if len(row) > len(names):
+        return row
+    return dict(zip(names, row, strict=False))
 
 
 @functools.cache

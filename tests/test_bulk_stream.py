@@ -133,3 +133,39 @@ async def test_async_streams_a_generator(adb: AsyncDatabase, reading: Any) -> No
     assert await readings.create_all(generated(4_500)) == 4_500
     assert await readings.count() == 4_500
     assert await readings.create_all(iter([])) == 0
+
+
+def test_tuples_mixed_with_other_rows_in_one_chunk(db: Database, reading: Any) -> None:
+    readings = nx.Repository(db, reading)
+
+    def mixed() -> Iterator[Any]:
+        for i in range(2500):
+            yield {"sensor": "d", "value": Decimal(i)}
+        for i in range(2500):
+            yield ("t", Decimal(i))  # trailing note left out: its default
+        for i in range(100):
+            yield reading.__nxdata_table__.insert_type(sensor="s", value=Decimal(i))
+
+    assert readings.create_all(mixed()) == 5100
+    counts = readings.aggregate(group_by=["sensor"], order=["sensor"])
+    assert [(g["sensor"], g["count"]) for g in counts] == [("d", 2500), ("s", 100), ("t", 2500)]
+    with pytest.raises(ValidationError, match=r"\$\[1\]"):
+        readings.create_all([{"sensor": "x", "value": 1}, ("y", Decimal(1), None, "extra")])
+
+
+def test_a_scope_fills_tuple_rows_as_it_fills_dicts(
+    conn: Conn, schema_name: str, db: Database
+) -> None:
+    schema = nx.Schema(schema_name)
+
+    @schema.table("Owned")
+    class Owned(nx.IntIdColumns):
+        tenant: str
+        name: str
+        plan: str = "free"
+
+    for statement in create_statements([schema]):
+        conn.execute(statement)  # type: ignore[arg-type]
+    scoped = nx.Repository(db, Owned).scoped(plan="pro")
+    assert scoped.create_all([{"tenant": "t1", "name": "a"}, ("t1", "b")]) == 2
+    assert {o.plan for o in nx.Repository(db, Owned).find()} == {"pro"}

@@ -70,3 +70,19 @@ async def test_async_find_by_ids(adb: AsyncDatabase, tables: tuple[Any, Any]) ->
     made = await tags.create_all([{"name": n} for n in "xyz"], returning=True)
     found = await tags.find_by_ids([made[2].id, made[0].id])
     assert [t.name for t in found] == ["z", "x"]
+
+
+def test_paging_parts_are_refused_in_any_filter_form(db: Database, tables: tuple[Any, Any]) -> None:
+    Tag, _ = tables
+    tags = nx.Repository(db, Tag)
+    made = tags.create_all([{"name": n} for n in "abcde"], returning=True)
+    ids = [t.id for t in made]
+    for bad, part in (
+        ({"offset": 3}, "offset"),
+        ({"limit": 1}, "limit"),
+        ({"order": ["name"]}, "order"),
+        (nx.Filter.from_json(b'{"limit": 1, "offset": 1}'), "limit"),
+    ):
+        with pytest.raises(FilterError) as info:
+            tags.find_by_ids(ids, bad)
+        assert info.value.part == part

@@ -118,3 +118,20 @@ async def test_async_reads_together(adb: AsyncDatabase, tables: tuple[Any, Any])
     people, notes = nx.AsyncRepository(adb, Person), nx.AsyncRepository(adb, Note)
     a, n = await adb.read_together(people.later.find({"order": ["id"]}), notes.later.count())
     assert [p.name for p in a] == ["ann", "bob", "cy"] and n == 9
+
+
+def test_a_client_timeout_holds_inside_a_transaction_and_handles_are_checked(
+    db: Database, tables: tuple[Any, Any], test_database_url: str
+) -> None:
+    Person, _ = tables
+    client = nx.Repository(db, Person, policy=nx.FilterPolicy(statement_timeout=0.2))
+    with pytest.raises(QueryCanceled), db.transaction():
+        db.read_together(_sleepy(client), client.later.exists())
+    with db.transaction():  # and it was put back: a slow trusted statement is not cancelled
+        (n,) = db.read_together(client.later.count())
+        assert n == 3
+        assert db.fetch_value("SELECT pg_sleep(0.3)::text") == ""
+    with Database(test_database_url, max_size=1) as other:
+        foreign = nx.Repository(other, Person).later.count()
+        with pytest.raises(TypeError, match="another database handle"):
+            db.read_together(foreign)
