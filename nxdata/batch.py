@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import FilterError
+from .rows import blanked
 
 if TYPE_CHECKING:
     from .compiler import Compiled
@@ -82,7 +83,7 @@ class DeferredReads(Generic[T]):
             statement,
             statement.params(values),
             ALL,
-            (lambda rows: _blanked(decoder.many(rows), blank)) if blank else decoder.many,
+            (lambda rows: blanked(decoder.many(rows), blank)) if blank else decoder.many,
             "find",
         )
 
@@ -136,13 +137,6 @@ def _no_include(extras: Any, repo: Any, method: str) -> None:
             table=repo._name,
             part="include",
         )
-
-
-def _blanked(rows: list[Any], blank: Any) -> list[Any]:
-    import msgspec
-
-    replace = msgspec.structs.replace
-    return [replace(row, **blank) for row in rows]
 
 
 def check_reads(reads: Sequence[Any] | Iterable[Any]) -> list[Deferred[Any]]:

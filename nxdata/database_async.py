@@ -106,6 +106,7 @@ class AsyncDatabase:
         self._pooler: bool | None = self.options.pgbouncer
         self._base: Settings = self.options.transaction_settings(pooler=self._pooler)
         self._replicas = ReplicaSet(self.options.replicas, retry=self.options.replica_retry)
+        self._has_replicas = bool(self.options.replicas)  # a plain bool: read on every find
         timeout = self.options.replica_timeout
         self._watch = ReplicaWatch(timeout) if self._replicas and timeout is not None else None
         # Reads of this block (task/thread) go to the primary (on_primary()).
@@ -424,7 +425,7 @@ class AsyncDatabase:
         within ``connect_timeout``, naming the server's reason.
         """
         pool = self._pool if self._pool is not None else await self.get_pool()
-        if not write and self._replicas and self._reads_may_use_replicas():
+        if not write and self._has_replicas and self._reads_may_use_replicas():
             sticky = self._sticky.get()
             candidates = self._replicas.candidates(turn=sticky is None or sticky[0] is True)
             if sticky is not None and sticky[0] is not True:

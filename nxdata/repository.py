@@ -54,7 +54,7 @@ from .locks import Lock
 from .paging import Page, decode_cursor, encode_cursor
 from .policy import TRUSTED, FilterPolicy
 from .relations import Include, attach, parse_include, with_relations
-from .rows import GC_PAUSE_ROWS, GcPause
+from .rows import GC_PAUSE_ROWS, GcPause, blanked
 from .table import ColumnDef, Table, table_of
 from .transaction import Transaction
 from .values import json_text_problem, shown
@@ -110,12 +110,6 @@ def _includes(filter: Any) -> bool:
 def _key_text(key: Any, fold: bool) -> str:
     """A primary key as text (`fold`: in lower case, for uuid keys given as text)."""
     return str(key).lower() if fold else str(key)
-
-
-def _blanked(rows: list[Any], blank: Mapping[str, Any]) -> list[Any]:
-    """`rows` with the `blank` fields set to UNSET (see `_Extras.blank`)."""
-    replace = msgspec.structs.replace
-    return [replace(row, **blank) for row in rows]
 
 
 class _Extras:
@@ -768,7 +762,7 @@ class Repository(Generic[T]):
                 return self.find(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
-        if self.db._replicas and _includes(filter) and not self.db._pinned():
+        if self.db._has_replicas and _includes(filter) and not self.db._pinned():
             with self.db._one_server():  # the rows and their relations from one server
                 return self.find(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
@@ -780,7 +774,7 @@ class Repository(Generic[T]):
             if extras.includes:
                 return self._include(rows, extras.includes, transaction, blank=extras.blank)
             if extras.blank:
-                return _blanked(rows, extras.blank)
+                return blanked(rows, extras.blank)
         return rows
 
     def find_as(
@@ -866,7 +860,7 @@ class Repository(Generic[T]):
                 return self.find_one(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
-        if self.db._replicas and _includes(filter) and not self.db._pinned():
+        if self.db._has_replicas and _includes(filter) and not self.db._pinned():
             with self.db._one_server():
                 return self.find_one(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
@@ -901,7 +895,7 @@ class Repository(Generic[T]):
                 return self.find_by_id(
                     id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
-        if self.db._replicas and _includes(filter) and not self.db._pinned():
+        if self.db._has_replicas and _includes(filter) and not self.db._pinned():
             with self.db._one_server():
                 return self.find_by_id(
                     id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
@@ -987,7 +981,7 @@ class Repository(Generic[T]):
             if extras.includes:
                 return self._include(rows, extras.includes, transaction, blank=extras.blank)
             if extras.blank:
-                return _blanked(rows, extras.blank)
+                return blanked(rows, extras.blank)
         return rows
 
     # -- relations, pages, aggregates ----------------------------------------------------------
@@ -1104,7 +1098,7 @@ class Repository(Generic[T]):
                 found, extras.includes, transaction, blank=blank, carried=carried
             )
         elif blank:
-            found = _blanked(found, blank)
+            found = blanked(found, blank)
         if not relation.many:
             return dict(zip(parents, found, strict=True))
         grouped: dict[Any, list[Any]] = {}
@@ -1141,7 +1135,7 @@ class Repository(Generic[T]):
             raise FilterError(
                 f"total is 'exact', 'estimate' or None, not {total!r}", table=self._name
             )
-        if self.db._replicas and not self.db._pinned():
+        if self.db._has_replicas and not self.db._pinned():
             with self.db._one_server():  # the page, its relations and its total from one server
                 return self.find_page(
                     filter, total=total, transaction=transaction, include_deleted=include_deleted
@@ -1163,7 +1157,7 @@ class Repository(Generic[T]):
         if extras.includes:
             rows = self._include(rows, extras.includes, transaction, blank=extras.blank)
         elif extras.blank:
-            rows = _blanked(rows, extras.blank)
+            rows = blanked(rows, extras.blank)
         counted: int | None = None
         if total == "exact":
             counted = self.count(

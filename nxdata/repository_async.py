@@ -53,7 +53,7 @@ from .locks import Lock
 from .paging import Page, decode_cursor, encode_cursor
 from .policy import TRUSTED, FilterPolicy
 from .relations import Include, attach, parse_include, with_relations
-from .rows import GC_PAUSE_ROWS, GcPause
+from .rows import GC_PAUSE_ROWS, GcPause, blanked
 from .table import ColumnDef, Table, table_of
 from .transaction_async import AsyncTransaction
 from .values import json_text_problem, shown
@@ -109,12 +109,6 @@ def _includes(filter: Any) -> bool:
 def _key_text(key: Any, fold: bool) -> str:
     """A primary key as text (`fold`: in lower case, for uuid keys given as text)."""
     return str(key).lower() if fold else str(key)
-
-
-def _blanked(rows: list[Any], blank: Mapping[str, Any]) -> list[Any]:
-    """`rows` with the `blank` fields set to UNSET (see `_Extras.blank`)."""
-    replace = msgspec.structs.replace
-    return [replace(row, **blank) for row in rows]
 
 
 class _Extras:
@@ -767,7 +761,7 @@ class AsyncRepository(Generic[T]):
                 return await self.find(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
-        if self.db._replicas and _includes(filter) and not self.db._pinned():
+        if self.db._has_replicas and _includes(filter) and not self.db._pinned():
             with self.db._one_server():  # the rows and their relations from one server
                 return await self.find(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
@@ -779,7 +773,7 @@ class AsyncRepository(Generic[T]):
             if extras.includes:
                 return await self._include(rows, extras.includes, transaction, blank=extras.blank)
             if extras.blank:
-                return _blanked(rows, extras.blank)
+                return blanked(rows, extras.blank)
         return rows
 
     async def find_as(
@@ -865,7 +859,7 @@ class AsyncRepository(Generic[T]):
                 return await self.find_one(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
-        if self.db._replicas and _includes(filter) and not self.db._pinned():
+        if self.db._has_replicas and _includes(filter) and not self.db._pinned():
             with self.db._one_server():
                 return await self.find_one(
                     filter, lock=lock, transaction=transaction, include_deleted=include_deleted
@@ -902,7 +896,7 @@ class AsyncRepository(Generic[T]):
                 return await self.find_by_id(
                     id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
                 )
-        if self.db._replicas and _includes(filter) and not self.db._pinned():
+        if self.db._has_replicas and _includes(filter) and not self.db._pinned():
             with self.db._one_server():
                 return await self.find_by_id(
                     id, filter, lock=lock, transaction=transaction, include_deleted=include_deleted
@@ -988,7 +982,7 @@ class AsyncRepository(Generic[T]):
             if extras.includes:
                 return await self._include(rows, extras.includes, transaction, blank=extras.blank)
             if extras.blank:
-                return _blanked(rows, extras.blank)
+                return blanked(rows, extras.blank)
         return rows
 
     # -- relations, pages, aggregates ----------------------------------------------------------
@@ -1105,7 +1099,7 @@ class AsyncRepository(Generic[T]):
                 found, extras.includes, transaction, blank=blank, carried=carried
             )
         elif blank:
-            found = _blanked(found, blank)
+            found = blanked(found, blank)
         if not relation.many:
             return dict(zip(parents, found, strict=True))
         grouped: dict[Any, list[Any]] = {}
@@ -1142,7 +1136,7 @@ class AsyncRepository(Generic[T]):
             raise FilterError(
                 f"total is 'exact', 'estimate' or None, not {total!r}", table=self._name
             )
-        if self.db._replicas and not self.db._pinned():
+        if self.db._has_replicas and not self.db._pinned():
             with self.db._one_server():  # the page, its relations and its total from one server
                 return await self.find_page(
                     filter, total=total, transaction=transaction, include_deleted=include_deleted
@@ -1164,7 +1158,7 @@ class AsyncRepository(Generic[T]):
         if extras.includes:
             rows = await self._include(rows, extras.includes, transaction, blank=extras.blank)
         elif extras.blank:
-            rows = _blanked(rows, extras.blank)
+            rows = blanked(rows, extras.blank)
         counted: int | None = None
         if total == "exact":
             counted = await self.count(

@@ -14,7 +14,7 @@ import gc
 import inspect
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat, starmap
 from operator import itemgetter
 from types import TracebackType
@@ -24,7 +24,7 @@ import msgspec
 
 from .table import ColumnDef
 
-__all__ = ["GC_PAUSE_ROWS", "GcPause", "RowDecoder"]
+__all__ = ["GC_PAUSE_ROWS", "GcPause", "RowDecoder", "blanked"]
 
 T = TypeVar("T", bound=msgspec.Struct)
 
@@ -226,3 +226,10 @@ def _decode_column(
     if None in column:
         column = ["null" if v is None else v for v in column]
     return whole("[" + ",".join(column) + "]")
+
+
+def blanked(rows: list[Any], blank: Mapping[str, Any]) -> list[Any]:
+    """`rows` with the `blank` fields set to UNSET: columns a statement selected for the
+    library's own use (join and page keys) that the caller did not ask for or may not see."""
+    replace = msgspec.structs.replace
+    return [replace(row, **blank) for row in rows]
